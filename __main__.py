@@ -1,0 +1,32 @@
+"""my-iot-app infrastructure: config -> secrets -> EU cluster -> regional monitors -> edge + workloads."""
+
+import pulumi
+
+from components.cluster import AppCluster
+from components.config import load_stack_config
+from components.monitors import MonitorFleet
+from components.secrets import ClusterSecrets
+
+config = load_stack_config()
+
+secrets = ClusterSecrets("cluster-secrets")
+cluster = AppCluster("cluster", config, secrets)
+monitors = MonitorFleet("monitors", config, secrets, ssh_key=cluster.ssh_key)
+
+pulumi.export("nodes", {
+    node.name: {"location": node.location, "publicIpv4": node.public_ipv4, "privateIp": node.private_ip}
+    for node in cluster.nodes
+})
+pulumi.export("nomadAddress", cluster.nomad_address)
+pulumi.export("monitors", {
+    m.name: {"hostname": m.hostname, "provider": m.provider, "location": m.location, "publicIpv4": m.public_ipv4}
+    for m in monitors.nodes
+})
+pulumi.export("caCertPem", secrets.ca_cert_pem)
+pulumi.export("sshPrivateKey", secrets.ssh_private_key)  # secret: `pulumi stack output --show-secrets`
+# What an operator's `nomad` CLI needs (mTLS + ACL token); the key and the token are secrets.
+pulumi.export("nomadClientCertPem", secrets.nomad_client_cert_pem)
+pulumi.export("nomadClientKeyPem", secrets.nomad_client_key_pem)
+pulumi.export("nomadToken", secrets.nomad_bootstrap_token)
+
+# --- edge + workloads (owned by helper "edge"): Edge(...) and NomadWorkloads(...) go below this line ---
