@@ -4,8 +4,10 @@ import pulumi
 
 from components.cluster import AppCluster
 from components.config import load_stack_config
+from components.edge import Edge
 from components.monitors import MonitorFleet
 from components.secrets import ClusterSecrets
+from components.workloads import NomadWorkloads
 
 config = load_stack_config()
 
@@ -30,3 +32,11 @@ pulumi.export("nomadClientKeyPem", secrets.nomad_client_key_pem)
 pulumi.export("nomadToken", secrets.nomad_bootstrap_token)
 
 # --- edge + workloads (owned by helper "edge"): Edge(...) and NomadWorkloads(...) go below this line ---
+
+edge = Edge("edge", config, cluster.nodes, monitors.nodes)
+workloads = NomadWorkloads("workloads", config, secrets=secrets, cluster=cluster, edge=edge)
+
+pulumi.export("hostnames", [host.hostname for host in edge.layout.hosts])
+pulumi.export("originCertificate", edge.origin_certificate)
+pulumi.export("nomadJobs", {job: j.id for job, j in workloads.jobs.items()})
+pulumi.export("trackerAdminToken", workloads.tracker_admin_token)  # secret

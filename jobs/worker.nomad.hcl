@@ -1,0 +1,136 @@
+# Worker (DESIGN §2): schedules checks, evaluates results; its status API is worker.<domain>.
+# One instance leads through a Redis lock, the others stand by. Secrets come only from the
+# Nomad Variable nomad/jobs/worker (DATABASE_URL, REDIS_URL) through a template.
+
+variable "datacenters" {
+  type        = string
+  description = "JSON list of Nomad datacenters to run in, e.g. [\"*\"]."
+}
+
+variable "image" {
+  type        = string
+  description = "Full reference of the iot apps image (runs `iot worker`)."
+}
+
+variable "domain" {
+  type        = string
+  description = "Base domain, e.g. my-iot-app.com."
+}
+
+variable "monitor_names" {
+  type        = string
+  description = "Comma-separated monitor names: reserved hostnames, never tenant slugs."
+}
+
+variable "count" {
+  type        = number
+  description = "Number of worker instances."
+}
+
+variable "cpu" {
+  type        = number
+  description = "CPU shares (MHz) per instance."
+}
+
+variable "memory" {
+  type        = number
+  description = "Memory (MiB) per instance."
+}
+
+variable "app_port" {
+  type        = number
+  default     = 8000
+  description = "Port the service listens on inside its container (APP_PORT)."
+}
+
+variable "log_level" {
+  type        = string
+  default     = "info"
+  description = "debug, info, warning or error."
+}
+
+job "worker" {
+  type        = "service"
+  datacenters = jsondecode(var.datacenters)
+
+  update {
+    max_parallel      = 1
+    canary            = 1
+    auto_promote      = true
+    auto_revert       = true
+    health_check      = "checks"
+    min_healthy_time  = "10s"
+    healthy_deadline  = "3m"
+    progress_deadline = "10m"
+  }
+
+  group "worker" {
+    count = var.count
+
+    spread {
+      attribute = "${node.datacenter}"
+    }
+
+    network {
+      mode = "bridge"
+      port "http" {
+        to = var.app_port
+      }
+    }
+
+    service {
+      name     = "worker"
+      provider = "consul"
+      port     = "http"
+      tags = [
+        "traefik.enable=true",
+        "traefik.http.routers.worker.rule=Host(`worker.${var.domain}`)",
+        "traefik.http.routers.worker.entrypoints=websecure",
+        "traefik.http.routers.worker.tls=true",
+      ]
+
+      check {
+        name     = "worker-health"
+        type     = "http"
+        path     = "/health"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "worker" {
+      driver = "docker"
+
+      config {
+        image      = var.image
+        entrypoint = ["iot"]
+        args       = ["worker"]
+        ports      = ["http"]
+      }
+
+      env {
+        APP_PORT      = var.app_port
+        DOMAIN        = var.domain
+        MONITOR_NAMES = var.monitor_names
+        LOG_LEVEL     = var.log_level
+      }
+
+      template {
+        data        = <<-EOT
+        {{ with nomadVar "nomad/jobs/worker" }}
+        DATABASE_URL={{ .DATABASE_URL }}
+        REDIS_URL={{ .REDIS_URL }}
+        {{ end }}
+        EOT
+        destination = "secrets/app.env"
+        env         = true
+        change_mode = "restart"
+      }
+
+      resources {
+        cpu    = var.cpu
+        memory = var.memory
+      }
+    }
+  }
+}
