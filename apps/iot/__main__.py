@@ -1,0 +1,5 @@
+import sys
+
+from iot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Regional monitor: reads check batches for its region, probes devices, writes results back."""

@@ -1,0 +1,93 @@
+"""`REGION=frankfurt iot monitor`: heartbeat + canaries, the check consumer, and /health + /metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from aiohttp import web
+
+from iot.log import log_fields, setup_logging
+from iot.monitor.app import build_app
+from iot.monitor.consumer import CheckConsumer
+from iot.monitor.heartbeat import Canary, Heartbeat, parse_canaries
+from iot.monitor.metrics import MonitorMetrics
+from iot.monitor.probes import Prober, ProbeSetupError
+from iot.service import ListenError, load_settings, redis_client
+from iot.settings import MonitorSettings
+
+logger = logging.getLogger("iot.monitor")
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
+    instance = settings.instance_id or default_instance_id()
+    client = redis_client(settings.redis_url.get_secret_value())
+    prober = Prober(settings.monitor_source_address, settings.concurrency, settings.http_keepalive)
+    await prober.start()
+    metrics = MonitorMetrics(settings.region)
+    heartbeat = Heartbeat(
+        client, prober, region=settings.region, instance=instance, canaries=canaries,
+        heartbeat_seconds=settings.heartbeat_seconds, canary_seconds=settings.canary_seconds,
+    )
+    consumer = CheckConsumer(
+        client, prober, metrics, region=settings.region, instance=instance,
+        read_count=settings.batch_read_count, inflight_batches=settings.inflight_batches,
+        reclaim_idle_seconds=settings.reclaim_idle_seconds,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    runner = web.AppRunner(build_app(metrics, heartbeat, instance), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.app_host, settings.app_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(
+            f"cannot listen on APP_HOST {settings.app_host} APP_PORT {settings.app_port}: {exc.strerror or exc}; "
+            "choose a free port"
+        ) from exc
+    log_fields(logger, logging.INFO, "monitor started", region=settings.region, instance=instance,
+               source_address=settings.monitor_source_address, port=settings.app_port, canaries=len(canaries))
+    beating = asyncio.create_task(heartbeat.run(stop))
+    try:
+        await consumer.run(stop)  # returns after stop, with every taken batch written and acknowledged
+    finally:
+        stop.set()
+        await beating
+        await heartbeat.leave()
+        await runner.cleanup()
+        await prober.close()
+        await client.aclose()
+        log_fields(logger, logging.INFO, "monitor stopped", region=settings.region, instance=instance)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="iot monitor", description="Regional monitor; configured by environment variables (see `iot env`)."
+    )
+    parser.parse_args(argv)
+    settings = load_settings(MonitorSettings)
+    try:
+        canaries = parse_canaries(settings.canaries)
+    except ValueError as exc:
+        sys.exit(f"invalid configuration: {exc}")
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(run(settings, canaries))
+    except ProbeSetupError as exc:
+        sys.exit(f"monitor cannot probe: {exc}")
+    except ListenError as exc:
+        sys.exit(f"monitor cannot start: {exc}")
+    return 0

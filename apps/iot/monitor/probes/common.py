@@ -1,0 +1,78 @@
+"""What every probe shares: the result type, socket options for probe connections, address parsing.
+
+Every probe returns a `ProbeResult` and never raises: a timeout, refusal or bad target is a failed check
+with an error text, because the evaluator must see failures, not a crashed batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# Linger 0: close with RST, so a monitor doing thousands of connects per second does not pile up
+# TIME_WAIT sockets and run out of local ports.
+_LINGER_RST = struct.pack("ii", 1, 0)
+# Bind to the source address without picking a port yet: the kernel then chooses the port at connect()
+# by the full 4-tuple. Without it, bind() must find a port unused by ANY socket on that address, which
+# gets slow (and runs out) at thousands of connections per second.
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+class ProbeSetupError(RuntimeError):
+    """The host does not allow a probe kind (e.g. ICMP sockets); the message says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    latency_ms: float | None
+    error: str | None = None
+
+
+def prepare_probe_socket(sock: socket.socket) -> None:
+    """Options every probe connection gets: RST on close, late port choice when bound to a source."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    if sock.family == socket.AF_INET:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+
+
+def failed(error: str) -> ProbeResult:
+    return ProbeResult(False, None, error)
+
+
+def elapsed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+@functools.lru_cache(maxsize=65536)
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+async def resolve(host: str, family: int = socket.AF_INET) -> str:
+    """IP literal for `host` (IP literals are returned as they are, names resolved without blocking)."""
+    if is_ip_literal(host):
+        return host
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=family, type=socket.SOCK_STREAM)
+    return str(infos[0][4][0])
+
+
+@functools.lru_cache(maxsize=65536)
+def split_host_port(target: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port); ValueError naming the target otherwise."""
+    parts = urlsplit(f"//{target}")
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"tcp target {target!r} must be host:port")
+    return parts.hostname, parts.port

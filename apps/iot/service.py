@@ -1,0 +1,49 @@
+"""Helpers shared by the long-running services (worker, monitor): settings loading and Redis client."""
+
+from __future__ import annotations
+
+import sys
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class StartupError(RuntimeError):
+    """A service cannot start (dependency unreachable, port taken); the message says what to change."""
+
+
+class ListenError(StartupError):
+    """The service's HTTP port cannot be bound; the message names the setting to change."""
+
+
+def load_settings(cls: type[S]) -> S:
+    """Settings from the environment; on bad values exit with one line per variable and what to fix."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        lines = []
+        for err in exc.errors():
+            name = (prefix + "_".join(str(p) for p in err["loc"])).upper()
+            secret = any(word in name for word in ("URL", "TOKEN", "SECRET", "PASSWORD"))
+            lines.append(f"{name}: {err['msg']}" + ("" if secret else f" (got {err.get('input')!r})"))
+        sys.exit("invalid configuration:\n  " + "\n  ".join(lines) + "\nsee `iot env` for every variable")
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """Client that retries dropped connections with backoff (Redis restarts must not kill the service)."""
+    return aioredis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=5),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=15,
+        socket_connect_timeout=5,
+    )

@@ -1,0 +1,89 @@
+"""Bearer authentication: the admin token, tenant API keys and device ingest tokens.
+
+Every failure is a 401 with `WWW-Authenticate: Bearer`, saying which kind of key the endpoint wants,
+never whether some other tenant's key or device exists.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from iot.devices import IngestDevice, device_by_token
+from iot.tenants import Tenant, tenant_by_api_key
+from iot.tokens import token_hash
+
+bearer = HTTPBearer(auto_error=False, description="Tenant API key, device token or admin token, by endpoint.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+# A rotated or deleted device token keeps working at most this long on an instance that cached it.
+DEVICE_TOKEN_CACHE_SECONDS = 10.0
+
+
+def unauthorized(reason: str) -> HTTPException:
+    return HTTPException(401, detail=reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None, what: str) -> str:
+    if credentials is None or not credentials.credentials:
+        raise unauthorized(f"missing header 'Authorization: Bearer <{what}>'")
+    return credentials.credentials
+
+
+async def require_admin(request: Request, credentials: Credentials) -> None:
+    admin_token = request.app.state.settings.admin_token
+    if admin_token is None:
+        raise HTTPException(403, detail="tenant creation is disabled on this server: set ADMIN_TOKEN to enable it")
+    given = _token(credentials, "ADMIN_TOKEN")
+    if not hmac.compare_digest(given.encode(), admin_token.get_secret_value().encode()):
+        raise unauthorized("wrong admin token")
+
+
+async def current_tenant(request: Request, credentials: Credentials) -> Tenant:
+    api_key = _token(credentials, "tenant API key")
+    tenant = await tenant_by_api_key(request.app.state.pool, api_key)
+    if tenant is None:
+        raise unauthorized("unknown or revoked tenant API key")
+    return tenant
+
+
+class DeviceTokenCache:
+    """token hash -> device, briefly, so ingest does not query Postgres for every request."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float = DEVICE_TOKEN_CACHE_SECONDS) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, IngestDevice]] = {}
+
+    async def lookup(self, token: str) -> IngestDevice | None:
+        key = token_hash(token)
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        device = await device_by_token(self._pool, token)
+        if device is None:
+            self._entries.pop(key, None)
+            return None
+        if len(self._entries) > 100_000:
+            self._entries.clear()
+        self._entries[key] = (now + self._ttl, device)
+        return device
+
+
+async def current_device(request: Request, credentials: Credentials) -> IngestDevice:
+    token = _token(credentials, "device token")
+    device = await request.app.state.device_tokens.lookup(token)
+    if device is None:
+        raise unauthorized("unknown or revoked device token")
+    return device
+
+
+AdminAuth = Annotated[None, Depends(require_admin)]
+TenantAuth = Annotated[Tenant, Depends(current_tenant)]
+DeviceAuth = Annotated[IngestDevice, Depends(current_device)]

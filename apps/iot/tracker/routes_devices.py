@@ -1,0 +1,159 @@
+"""Device and incident endpoints of the tenant API. Another tenant's device id answers 404, like a missing one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
+
+from iot import devices
+from iot.devices import DeviceQuery, DeviceSpec
+from iot.errors import InputError
+from iot.tracker.auth import TenantAuth
+from iot.tracker.schemas import (
+    DeviceCreateBody,
+    DeviceCreated,
+    DeviceDetailOut,
+    DeviceIn,
+    DeviceOut,
+    DevicePageOut,
+    DevicePatch,
+    DevicesCreated,
+    ErrorOut,
+    IncidentOut,
+    IncidentPageOut,
+    RegionOut,
+    RegionStateOut,
+    State,
+    TokenOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["devices"],
+                   responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+
+NOT_FOUND = "no such device"
+
+
+def _not_found(device_id: int) -> HTTPException:
+    return HTTPException(404, detail=f"{NOT_FOUND}: {device_id}")
+
+
+def _spec(item: DeviceIn) -> DeviceSpec:
+    return DeviceSpec(**item.model_dump())
+
+
+@router.post("/devices", status_code=201, response_model=DeviceCreated | DevicesCreated,
+             responses={409: {"model": ErrorOut}, 413: {"model": ErrorOut}})
+async def create_devices(
+    body: Annotated[DeviceCreateBody, Body(description="One device, a list, or {\"devices\": [...]}.")],
+    tenant: TenantAuth,
+    request: Request,
+) -> DeviceCreated | DevicesCreated:
+    """Create one device or many at once (all or nothing). Each device's ingest token is shown only here."""
+    state = request.app.state
+    if isinstance(body, DeviceIn):
+        (created,) = await devices.create_devices(state.pool, tenant.id, [_spec(body)], field_prefix=None)
+        await devices.notify_devices_changed(state.redis)
+        return DeviceCreated(id=created.id, name=created.name, token=created.token)
+    items = body if isinstance(body, list) else body.devices
+    limit = state.settings.max_devices_per_request
+    if len(items) > limit:
+        raise HTTPException(413, detail=f"devices: {len(items)} items, at most {limit} per request; split the list")
+    if not items:
+        raise InputError("devices", "the list is empty; send at least one device")
+    created_all = await devices.create_devices(state.pool, tenant.id, [_spec(i) for i in items])
+    await devices.notify_devices_changed(state.redis)
+    return DevicesCreated(devices=[DeviceCreated(id=c.id, name=c.name, token=c.token) for c in created_all])
+
+
+@router.get("/devices", response_model=DevicePageOut)
+async def list_devices(
+    tenant: TenantAuth,
+    request: Request,
+    state: State | None = None,
+    kind: Literal["http", "tcp", "icmp", "push"] | None = None,
+    region: Annotated[str | None, Query(max_length=64, description="Only devices checked from this region.")] = None,
+    region_state: Annotated[State | None, Query(description="With region: that region's view.")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Substring of name or target.")] = None,
+    parent_id: Annotated[int | None, Query(description="Only children of this gateway.")] = None,
+    sort: Literal["id", "name", "state", "latency"] = "id",
+    order: Literal["asc", "desc"] = "asc",
+    limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
+) -> DevicePageOut:
+    """Page through devices; follow `next_cursor` (stable under inserts) or use `offset`."""
+    query = DeviceQuery(state=state, kind=kind, region=region, region_state=region_state, text=q,
+                        parent_id=parent_id, sort=sort, descending=order == "desc", limit=limit,
+                        offset=offset, cursor=cursor)
+    page = await devices.list_devices(request.app.state.pool, tenant.id, query)
+    return DevicePageOut(items=[DeviceOut.model_validate(d) for d in page.items], total=page.total,
+                         next_cursor=page.next_cursor)
+
+
+@router.get("/devices/{device_id}", response_model=DeviceDetailOut, responses={404: {"model": ErrorOut}})
+async def get_device(device_id: int, tenant: TenantAuth, request: Request) -> DeviceDetailOut:
+    """The device with its overall state and the last result and latency from each region."""
+    detail = await devices.get_device(request.app.state.pool, tenant.id, device_id)
+    if detail is None:
+        raise _not_found(device_id)
+    out = DeviceOut.model_validate(detail.device).model_dump()
+    return DeviceDetailOut(**out, regions=[RegionStateOut.model_validate(r) for r in detail.regions])
+
+
+@router.patch("/devices/{device_id}", response_model=DeviceOut,
+              responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
+async def update_device(device_id: int, body: DevicePatch, tenant: TenantAuth, request: Request) -> DeviceOut:
+    """Change some fields; send `null` to clear an optional one (target, grace_s, parent_id, anomaly_*)."""
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("name", "kind", "interval_s", "timeout_ms", "enabled"):
+        if required in changes and changes[required] is None:
+            raise InputError(required, "cannot be null")
+    if not changes:
+        raise InputError("body", "no field to change; send at least one")
+    state = request.app.state
+    device = await devices.update_device(state.pool, tenant.id, device_id, changes)
+    if device is None:
+        raise _not_found(device_id)
+    await devices.notify_devices_changed(state.redis)
+    return DeviceOut.model_validate(device)
+
+
+@router.delete("/devices/{device_id}", status_code=204, responses={404: {"model": ErrorOut}})
+async def delete_device(device_id: int, tenant: TenantAuth, request: Request) -> Response:
+    state = request.app.state
+    if not await devices.delete_device(state.pool, tenant.id, device_id):
+        raise _not_found(device_id)
+    await devices.notify_devices_changed(state.redis)
+    return Response(status_code=204)
+
+
+@router.post("/devices/{device_id}/token", response_model=TokenOut, responses={404: {"model": ErrorOut}})
+async def rotate_device_token(device_id: int, tenant: TenantAuth, request: Request) -> TokenOut:
+    """Issue a new ingest token for the device; the old one stops working within seconds."""
+    token = await devices.rotate_device_token(request.app.state.pool, tenant.id, device_id)
+    if token is None:
+        raise _not_found(device_id)
+    return TokenOut(token=token)
+
+
+@router.get("/incidents", response_model=IncidentPageOut, tags=["incidents"])
+async def list_incidents(
+    tenant: TenantAuth,
+    request: Request,
+    device_id: Annotated[int | None, Query(ge=1)] = None,
+    open: Annotated[bool, Query(description="Only unresolved incidents.")] = False,  # noqa: A002
+    before: Annotated[int | None, Query(ge=1, description="Incidents older than this id.")] = None,
+    limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 50,
+) -> IncidentPageOut:
+    """Incidents newest first; a foreign or unknown device_id simply has none."""
+    items = await devices.list_incidents(request.app.state.pool, tenant.id, device_id=device_id,
+                                         open_only=open, before_id=before, limit=limit)
+    return IncidentPageOut(items=[IncidentOut.model_validate(i) for i in items],
+                           next_before=items[-1].id if len(items) == limit else None)
+
+
+@router.get("/regions", response_model=list[RegionOut], tags=["regions"])
+async def list_regions(tenant: TenantAuth, request: Request) -> list[RegionOut]:
+    """The monitor regions and their health."""
+    return [RegionOut.model_validate(r) for r in await devices.list_regions(request.app.state.pool)]

@@ -1,0 +1,1 @@
+"""Worker: the leader-elected scheduler that dispatches check batches, and the result evaluator."""

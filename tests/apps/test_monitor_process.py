@@ -1,0 +1,167 @@
+"""`iot monitor` as a real process: heartbeat, /health, /metrics, and SIGTERM mid-batch loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from servers import free_port
+
+from iot import protocol
+
+IOT = shutil.which("iot", path=str(Path(sys.executable).parent)) or "iot"
+REGION = "helsinki"
+
+
+class SlowHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        time.sleep(1.5)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # Probes close (RST) right after the status line; the unsent body is expected to fail.
+        pass
+
+
+@pytest.fixture
+def slow_server():
+    server = QuietServer(("127.0.0.1", 0), SlowHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _wait(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"monitor exited early while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_sigterm_mid_batch_finishes_writes_and_acks_it(redis_url: str, slow_server: str, tmp_path: Path):
+    client = redis.Redis.from_url(redis_url)
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1",
+           "MONITOR_SOURCE_ADDRESS": "127.0.0.5", "HEARTBEAT_SECONDS": "0.5", "INSTANCE_ID": "m-test"}
+    log = (tmp_path / "monitor.log").open("wb")
+    proc = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: client.zscore(protocol.MONITOR_HEARTBEATS_KEY, f"{REGION}/m-test") is not None, 20,
+              "heartbeat", proc)
+        health = httpx.get(f"http://127.0.0.1:{port}/health").json()
+        assert health["region"] == REGION and health["instance"] == "m-test" and health["version"]
+
+        batch = [[i, "http", f"{slow_server}/d{i}", 5000] for i in range(20)]
+        client.xadd(protocol.checks_stream(REGION), {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: "0"})
+        _wait(lambda: client.xpending(protocol.checks_stream(REGION), protocol.CHECKS_GROUP)["pending"] == 1, 10,
+              "the batch to be taken", proc)
+        proc.send_signal(signal.SIGTERM)  # the probes need 1.5 s more
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    results = [row for _id, fields in client.xrange(protocol.RESULTS_STREAM) for row in json.loads(fields[b"results"])]
+    assert sorted(r[0] for r in results) == list(range(20)) and all(r[1] == 1 for r in results)
+    assert client.xpending(protocol.checks_stream(REGION), protocol.CHECKS_GROUP)["pending"] == 0
+    assert client.zscore(protocol.MONITOR_HEARTBEATS_KEY, f"{REGION}/m-test") is None  # left the live set
+    client.close()
+
+
+def test_metrics_endpoint_serves_prometheus_text(redis_url: str, tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1"}
+    log = (tmp_path / "monitor.log").open("wb")
+    proc = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), 20, "/metrics", proc)
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert "iot_monitor_batches_total" in text and "iot_monitor_last_batch_age_seconds" in text
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize(("command", "env", "names"), [
+    ("monitor", {"REGION": "Frank/furt", "CONCURRENCY": "0"}, ["REGION", "CONCURRENCY"]),
+    ("monitor", {"CANARIES": "not a target"}, ["CANARIES"]),
+    ("monitor", {"MONITOR_SOURCE_ADDRESS": "192.0.2.77"}, ["MONITOR_SOURCE_ADDRESS"]),
+    ("worker", {"BATCH_SIZE": "0", "QUORUM_MIN": "zero"}, ["BATCH_SIZE", "QUORUM_MIN"]),
+])
+def test_bad_configuration_is_refused_with_the_variable_named(command: str, env: dict, names: list[str], redis_url):
+    full_env = {**os.environ, "REDIS_URL": redis_url, "APP_PORT": str(free_port()), **env}
+    done = subprocess.run([IOT, command], env=full_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    for name in names:
+        assert name in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_batch_of_a_monitor_killed_mid_batch_is_reclaimed_by_its_peer(redis_url: str, slow_server: str,
+                                                                       tmp_path: Path):
+    client = redis.Redis.from_url(redis_url)
+    stream = protocol.checks_stream(REGION)
+    procs: dict[str, subprocess.Popen] = {}
+    logs = []
+
+    def start(name: str) -> None:
+        env = {**os.environ, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(free_port()),
+               "APP_HOST": "127.0.0.1", "INSTANCE_ID": name, "HEARTBEAT_SECONDS": "0.5",
+               "RECLAIM_IDLE_SECONDS": "1", "BATCH_READ_COUNT": "1"}
+        log = (tmp_path / f"{name}.log").open("wb")
+        logs.append(log)
+        procs[name] = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        _wait(lambda: client.zscore(protocol.MONITOR_HEARTBEATS_KEY, f"{REGION}/{name}") is not None, 20,
+              f"{name} heartbeat", procs[name])
+
+    try:
+        start("victim")
+        batch = [[i, "http", f"{slow_server}/d{i}", 5000] for i in range(30)]
+        client.xadd(stream, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: "0"})
+        _wait(lambda: client.xpending(stream, protocol.CHECKS_GROUP)["pending"] == 1, 10, "victim takes the batch",
+              procs["victim"])
+        procs["victim"].kill()  # kill -9 in the middle of the batch (probes take 1.5 s)
+        procs["victim"].wait(5)
+        assert client.xlen(protocol.RESULTS_STREAM) == 0
+        start("peer")
+        _wait(lambda: client.xpending(stream, protocol.CHECKS_GROUP)["pending"] == 0, 20, "peer reclaims",
+              procs["peer"])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(20)
+        for log in logs:
+            log.close()
+    results = [row for _id, fields in client.xrange(protocol.RESULTS_STREAM) for row in json.loads(fields[b"results"])]
+    assert sorted(r[0] for r in results) == list(range(30))  # every check of the batch has a result
+    assert {f[b"instance"] for _id, f in client.xrange(protocol.RESULTS_STREAM)} == {b"peer"}
+    client.close()

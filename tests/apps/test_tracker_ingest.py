@@ -1,0 +1,84 @@
+"""The tracker's group-commit metric writer against real Postgres and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+from servers import free_port
+
+from iot import devices, tenants
+from iot.db import create_pool
+from iot.db.migrate import migrate
+from iot.devices import DeviceSpec
+from iot.protocol import DEVICE_LAST_SEEN_KEY
+from iot.tracker.ingest import IngestUnavailable, MetricWriter
+
+
+@pytest.fixture
+async def pool(database_url: str):
+    await migrate(database_url)
+    pool = await create_pool(database_url)
+    yield pool
+    await pool.close()
+
+
+async def two_devices(pool: asyncpg.Pool) -> list[int]:
+    tenant, _ = await tenants.create_tenant(pool, "ingest")
+    created = await devices.create_devices(pool, tenant.id, [DeviceSpec("a", "push"), DeviceSpec("b", "push")])
+    return [c.id for c in created]
+
+
+async def test_concurrent_writes_share_a_batch_and_a_deleted_device_does_not_sink_it(pool, redis_url) -> None:
+    keep, gone = await two_devices(pool)
+    tenant_id = await pool.fetchval("SELECT tenant_id FROM devices WHERE id = $1", keep)
+    assert await devices.delete_device(pool, tenant_id, gone)
+    redis = Redis.from_url(redis_url)
+    writer = MetricWriter(pool, redis)
+    writer.start()
+    now = datetime.now(UTC)
+    points = [(now - timedelta(seconds=i), "v", float(i)) for i in range(100)]
+    try:
+        stored = await asyncio.gather(writer.write(keep, points, now), writer.write(gone, points, now))
+    finally:
+        await writer.stop()
+    assert stored == [100, 0]
+    assert await pool.fetchval("SELECT count(*) FROM device_metrics WHERE device_id = $1", keep) == 100
+    assert await pool.fetchval("SELECT last_seen_at FROM devices WHERE id = $1", keep) == now
+    assert float(await redis.hget(DEVICE_LAST_SEEN_KEY, str(keep))) == now.timestamp()
+    await redis.aclose()
+
+
+async def test_redis_outage_does_not_lose_points(pool) -> None:
+    keep, _ = await two_devices(pool)
+    redis = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    writer = MetricWriter(pool, redis)
+    writer.start()
+    now = datetime.now(UTC)
+    try:
+        assert await writer.write(keep, [(now, "v", 1.0)], now) == 1
+    finally:
+        await writer.stop()
+    assert await pool.fetchval("SELECT count(*) FROM device_metrics WHERE device_id = $1", keep) == 1
+    assert await pool.fetchval("SELECT last_seen_at FROM devices WHERE id = $1", keep) == now
+    await redis.aclose()
+
+
+async def test_database_failure_is_reported_to_every_waiter(pool, redis_url) -> None:
+    keep, other = await two_devices(pool)
+    redis = Redis.from_url(redis_url)
+    writer = MetricWriter(pool, redis)
+    writer.start()
+    now = datetime.now(UTC)
+    await pool.execute("ALTER TABLE device_metrics ADD CONSTRAINT positive CHECK (value > 0)")
+    try:
+        results = await asyncio.gather(writer.write(keep, [(now, "v", -1.0)], now),
+                                       writer.write(other, [(now, "v", 1.0)], now), return_exceptions=True)
+    finally:
+        await writer.stop()
+        await redis.aclose()
+    assert all(isinstance(r, IngestUnavailable) for r in results), results
+    assert await pool.fetchval("SELECT count(*) FROM device_metrics") == 0

@@ -1,0 +1,67 @@
+"""Issue 5 (region health), end to end: one region cut off from every device is reported unhealthy,
+no device goes `down`, and the region rejoins the quorum after the cut heals. All real processes."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from e2e_processes import ADMIN_TOKEN, REGIONS, wait_until
+
+pytestmark = pytest.mark.e2e
+
+DEVICES = 200
+INTERVAL_S = 5
+CUT_REGION = "tokyo"
+
+
+def _regions(worker_url: str) -> dict[str, dict]:
+    status = httpx.get(f"{worker_url}/status", timeout=5).json()
+    return {r["name"]: r for r in status.get("regions") or []}
+
+
+def _down(client: httpx.Client) -> int:
+    response = client.get("/v1/devices", params={"state": "down", "limit": 1})
+    response.raise_for_status()
+    return response.json()["total"]
+
+
+def test_cut_region_is_unhealthy_and_blames_no_device(pipeline_factory):
+    pipeline = pipeline_factory(DEVICES, worker_env={"REGION_WINDOW_SECONDS": 10, "REGION_MIN_CHECKS": 20})
+    procs = pipeline.procs
+    with httpx.Client(base_url=pipeline.tracker_url, timeout=60) as admin:
+        created = admin.post("/v1/tenants", json={"slug": "cut"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert created.status_code == 201, created.text
+        api_key = created.json()["api_key"]
+    with pipeline.tracker(api_key) as tenant, pipeline.simulator() as simulator:
+        body = [{"name": f"d{i}", "kind": "http", "target": f"http://127.0.0.1:{pipeline.sim_base_port + i}/",
+                 "interval_s": INTERVAL_S, "timeout_ms": 1000} for i in range(DEVICES)]
+        assert tenant.post("/v1/devices", json=body).status_code == 201
+
+        def all_up() -> bool:
+            r = tenant.get("/v1/devices", params={"state": "up", "limit": 1})
+            return r.json()["total"] == DEVICES
+        wait_until(all_up, 3 * INTERVAL_S + 15, "all devices up", procs)
+
+        cut = simulator.post("/devices", json={"refuse_sources": [REGIONS[CUT_REGION]]})
+        assert cut.status_code == 200, cut.text
+        wait_until(lambda: _regions(pipeline.worker_url).get(CUT_REGION, {}).get("healthy") is False,
+                   30, f"{CUT_REGION} reported unhealthy", procs)
+        reason = _regions(pipeline.worker_url)[CUT_REGION]["reason"]
+        assert "network" in reason
+        assert all(r["healthy"] for name, r in _regions(pipeline.worker_url).items() if name != CUT_REGION)
+        # several intervals under the cut: the cut region's failures blame no device
+        until = time.monotonic() + 3 * INTERVAL_S
+        while time.monotonic() < until:
+            assert _down(tenant) == 0
+            time.sleep(0.5)
+        detail = tenant.get("/v1/devices", params={"limit": 1}).json()["items"][0]
+        regions = {r["region"]: r for r in tenant.get(f"/v1/devices/{detail['id']}").json()["regions"]}
+        assert regions[CUT_REGION]["last_ok"] is False and regions["ashburn"]["last_ok"] is True
+
+        healed = simulator.post("/devices", json={"refuse_sources": []})
+        assert healed.status_code == 200, healed.text
+        wait_until(lambda: _regions(pipeline.worker_url)[CUT_REGION]["healthy"] is True, 40,
+                   f"{CUT_REGION} healthy again", procs)
+        assert _down(tenant) == 0
