@@ -1,0 +1,1 @@
+"""Tenant dashboard: `<tenant>.<domain>` pages over the tenants/devices repositories, live via htmx."""

@@ -1,0 +1,56 @@
+"""Turn submitted HTML forms into repository input, with errors that name the field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from iot.devices import DeviceSpec
+from iot.errors import InputError
+
+INT_FIELDS = ("interval_s", "timeout_ms", "grace_s", "parent_id", "anomaly_checks")
+REQUIRED_INTS = frozenset({"interval_s", "timeout_ms"})  # blank keeps the default / current value
+FLOAT_FIELDS = ("anomaly_factor", "anomaly_min_ms")
+OPTIONAL_TEXT = ("target",)
+TEXT_FIELDS = ("name", "kind", "target")
+# Present in the device form as a hidden input so an unticked "enabled" box is told apart from no box.
+ENABLED_MARKER = "enabled_field"
+
+
+def _text(form: Mapping[str, Any], name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def device_changes(form: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields of a device form as typed values; blank optional fields become None (use the default)."""
+    changes: dict[str, Any] = {}
+    for name in TEXT_FIELDS:
+        if name in form:
+            value = _text(form, name)
+            changes[name] = value or (None if name in OPTIONAL_TEXT else "")
+    for name in INT_FIELDS:
+        if name in form:
+            value = _text(form, name)
+            if not value and name in REQUIRED_INTS:
+                continue
+            try:
+                changes[name] = int(value) if value else None
+            except ValueError:
+                raise InputError(name, f"must be a whole number, got {value!r}") from None
+    for name in FLOAT_FIELDS:
+        if name in form:
+            value = _text(form, name)
+            try:
+                changes[name] = float(value) if value else None
+            except ValueError:
+                raise InputError(name, f"must be a number, got {value!r}") from None
+    if ENABLED_MARKER in form:
+        changes["enabled"] = form.get("enabled") in ("on", "true", "1")
+    return changes
+
+
+def new_device_spec(form: Mapping[str, Any]) -> DeviceSpec:
+    changes = device_changes(form)
+    changes.setdefault("enabled", True)
+    return DeviceSpec(**{"name": "", "kind": "", **changes})

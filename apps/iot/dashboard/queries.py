@@ -1,0 +1,83 @@
+"""Reads only the dashboard needs (the tenants/devices repositories hold everything shared).
+
+- the tenant's current API key hash, to end sessions opened with a rotated key;
+- monitor regions as the worker sees them (`regions`) joined with live monitor heartbeats (Redis);
+- latency rollups of one device, per region, in chart buckets. Rollups carry no tenant id, so callers
+  must first load the device through `devices.get_device(tenant_id, ...)`, which proves ownership.
+
+The device list page calls `devices.list_devices` (shared with the tracker API) directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from redis.asyncio import Redis
+
+from iot.dashboard.charts import Bucket
+from iot.protocol import MONITOR_HEARTBEATS_KEY
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+SELECT_API_KEY_HASH = "SELECT api_key_hash FROM tenants WHERE id = $1"
+SELECT_REGIONS = "SELECT name, healthy, reason, last_heartbeat_at FROM regions ORDER BY name"
+
+# Buckets of `$3` width over [$2, now]: checks and failures summed, the median weighted by checks.
+SELECT_ROLLUP_BUCKETS = """
+SELECT region,
+       date_bin($3::interval, minute, timestamptz '2000-01-01') AS bucket,
+       sum(checks)::int AS checks,
+       sum(failures)::int AS failures,
+       sum(latency_p50 * checks) FILTER (WHERE latency_p50 IS NOT NULL)
+         / nullif(sum(checks) FILTER (WHERE latency_p50 IS NOT NULL), 0) AS latency_ms
+FROM rollups
+WHERE device_id = $1 AND minute >= $2
+GROUP BY region, bucket
+ORDER BY region, bucket
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHealth:
+    name: str
+    healthy: bool
+    reason: str | None
+    last_heartbeat_at: datetime | None
+    live_monitors: int  # monitor processes of this region that heartbeated recently
+
+
+async def region_health(db: Executor, redis: Redis, alive_seconds: float = 15.0) -> list[RegionHealth]:
+    rows = await db.fetch(SELECT_REGIONS)
+    members = await redis.zrangebyscore(MONITOR_HEARTBEATS_KEY, time.time() - alive_seconds, "+inf")
+    live: dict[str, int] = {}
+    for member in members:
+        region = (member.decode() if isinstance(member, bytes) else member).split("/", 1)[0]
+        live[region] = live.get(region, 0) + 1
+    regions = [
+        RegionHealth(r["name"], r["healthy"], r["reason"], r["last_heartbeat_at"], live.pop(r["name"], 0))
+        for r in rows
+    ]
+    # Monitors that heartbeat but the worker has not recorded yet still deserve a line.
+    regions += [RegionHealth(name, True, "not yet seen by the worker", None, n) for name, n in sorted(live.items())]
+    return regions
+
+
+async def api_key_hash(db: Executor, tenant_id: int) -> str | None:
+    """The tenant's current API key hash (sessions opened with an older key are over)."""
+    return await db.fetchval(SELECT_API_KEY_HASH, tenant_id)
+
+
+async def region_names(db: Executor) -> list[str]:
+    return [r["name"] for r in await db.fetch(SELECT_REGIONS)]
+
+
+async def latency_buckets(db: Executor, device_id: int, since: datetime, bucket: timedelta) -> list[Bucket]:
+    rows = await db.fetch(SELECT_ROLLUP_BUCKETS, device_id, since, bucket)
+    return [
+        Bucket(r["region"], r["bucket"], r["checks"], r["failures"],
+               float(r["latency_ms"]) if r["latency_ms"] is not None else None)
+        for r in rows
+    ]

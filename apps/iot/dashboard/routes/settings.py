@@ -1,0 +1,54 @@
+"""Tenant settings: webhook URL and secret, API key rotation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from iot import devices, tenants
+from iot.dashboard.context import Form, Tenant, TenantRequest
+from iot.dashboard.routes.auth import set_session_cookie
+from iot.errors import InputError
+from iot.tokens import token_hash
+
+router = APIRouter()
+
+
+async def _settings_page(request: Request, ctx: TenantRequest, status_code: int = 200, **values: object) -> Response:
+    webhook = await tenants.get_webhook(ctx.db, ctx.tenant.id)
+    deliveries = await devices.list_webhook_deliveries(ctx.db, ctx.tenant.id, limit=10)
+    values = {"error": None, "notice": None, "new_api_key": None, "form": {}, **values}
+    return ctx.render(request, "settings.html", status_code=status_code, page="settings", webhook=webhook,
+                      deliveries=deliveries, tracker_url=ctx.services.settings.tracker_public_url, **values)
+
+
+@router.get("/settings")
+async def settings_page(request: Request, ctx: Tenant) -> Response:
+    return await _settings_page(request, ctx)
+
+
+@router.post("/settings/webhook")
+async def save_webhook(request: Request, ctx: Tenant, form: Form) -> Response:
+    url = str(form.get("webhook_url") or "").strip()
+    secret = str(form.get("webhook_secret") or "").strip()
+    try:
+        await tenants.set_webhook(ctx.db, ctx.tenant.id, url or None, secret or None)
+    except InputError as exc:
+        return await _settings_page(request, ctx, status_code=422, form=form,
+                                    error=f"webhook {exc.field}: {exc.reason}")
+    notice = "Webhook saved." if url else "Webhook removed: no more deliveries."
+    return await _settings_page(request, ctx, notice=notice)
+
+
+@router.post("/settings/api-key")
+async def rotate_api_key(request: Request, ctx: Tenant, form: Form) -> Response:
+    new_key = await tenants.rotate_api_key(ctx.db, ctx.tenant.id)
+    # Every session opened with the old key ends now, except this browser's: it gets a fresh one.
+    session, cookie = ctx.services.sessions.new(ctx.tenant.id, ctx.tenant.slug, token_hash(new_key))
+    response = await _settings_page(
+        request, ctx, session=session, new_api_key=new_key,
+        notice="The old API key stopped working just now, and other dashboard sessions were signed out. "
+               "Copy the new key: it is shown only once.",
+    )
+    set_session_cookie(response, cookie, secure=ctx.services.settings.cookie_secure)
+    return response

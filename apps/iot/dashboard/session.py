@@ -1,0 +1,65 @@
+"""Signed session cookies, bound to one tenant's host.
+
+The cookie carries the tenant id, its slug, a per-session CSRF token and a fingerprint of the API key
+it was opened with, signed with SESSION_SECRET (itsdangerous). Rotating the key changes the
+fingerprint, which ends every session opened with the old key. It is host-only (no Domain attribute), so browsers never send acme's cookie to
+beta.<domain>; and because a cookie can still be replayed by hand, every request checks that the slug
+inside matches the tenant named by the Host header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+COOKIE_NAME = "iot_session"
+MAX_AGE_SECONDS = 7 * 24 * 3600
+_SALT = "iot.dashboard.session.v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    tenant_id: int
+    slug: str
+    csrf: str
+    key_fingerprint: str  # prefix of the sha256 of the API key used to sign in
+
+
+def key_fingerprint(api_key_hash: str) -> str:
+    return api_key_hash[:16]
+
+
+class SessionCodec:
+    def __init__(self, secret: str) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
+
+    def new(self, tenant_id: int, slug: str, api_key_hash: str) -> tuple[Session, str]:
+        """A fresh session and its cookie value."""
+        session = Session(tenant_id, slug, secrets.token_urlsafe(24), key_fingerprint(api_key_hash))
+        return session, self.encode(session)
+
+    def encode(self, session: Session) -> str:
+        return self._serializer.dumps({"tid": session.tenant_id, "slug": session.slug, "csrf": session.csrf,
+                                       "kf": session.key_fingerprint})
+
+    def decode(self, value: str | None) -> Session | None:
+        """The session in a cookie value, or None when missing, tampered with, expired or malformed."""
+        if not value:
+            return None
+        try:
+            data = self._serializer.loads(value, max_age=MAX_AGE_SECONDS)
+        except BadSignature:  # also covers SignatureExpired
+            return None
+        if not isinstance(data, dict):
+            return None
+        tid, slug, csrf, kf = data.get("tid"), data.get("slug"), data.get("csrf"), data.get("kf")
+        if not isinstance(tid, int) or not all(isinstance(v, str) for v in (slug, csrf, kf)):
+            return None
+        return Session(tid, slug, csrf, kf)
+
+
+def csrf_matches(session: Session, submitted: str | None) -> bool:
+    return bool(submitted) and hmac.compare_digest(session.csrf, submitted)
