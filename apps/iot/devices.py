@@ -466,11 +466,24 @@ def _encode_cursor(sort: str, value: Any, device_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What a sort key in a cursor may be: a forged cursor gets a 422, never a database type error.
+_CURSOR_VALUE_OK: dict[str, Any] = {
+    "id": _is_int,
+    "state": _is_int,
+    "name": lambda v: isinstance(v, str),
+    "latency": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
+}
+
+
 def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         cursor_sort, value, device_id = json.loads(base64.urlsafe_b64decode(padded))
-        if cursor_sort != sort or not isinstance(device_id, int):
+        if cursor_sort != sort or not _is_int(device_id) or not _CURSOR_VALUE_OK[sort](value):
             raise ValueError
     except (ValueError, TypeError) as exc:
         raise InputError("cursor", "not a cursor from a previous page with the same sort; start without it") from exc

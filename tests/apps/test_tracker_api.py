@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ import redis
 from iot_processes import Tracker
 
 from iot.protocol import DEVICE_LAST_SEEN_KEY, DEVICES_VERSION_KEY
+from iot.tokens import token_hash
 
 _slugs = itertools.count()
 
@@ -209,7 +211,11 @@ def test_too_many_devices_in_one_request_is_413(tracker: Tracker) -> None:
     ("params", "field"),
     [({"state": "sideways"}, "state"), ({"limit": 0}, "limit"), ({"limit": 5000}, "limit"),
      ({"offset": -1}, "offset"), ({"sort": "colour"}, "sort"), ({"order": "up"}, "order"),
-     ({"cursor": "garbage!"}, "cursor"), ({"region_state": "up"}, "region_state"), ({"kind": "smtp"}, "kind")],
+     ({"cursor": "garbage!"}, "cursor"),
+     # well-formed but forged: the sort key has the wrong type for the sort
+     ({"sort": "name", "cursor": base64.urlsafe_b64encode(b'["name", 5, 1]').decode()}, "cursor"),
+     ({"sort": "state", "cursor": base64.urlsafe_b64encode(b'["state", {"a": 1}, 1]').decode()}, "cursor"),
+     ({"region_state": "up"}, "region_state"), ({"kind": "smtp"}, "kind")],
 )
 def test_list_devices_bad_query(tracker: Tracker, params: dict, field: str) -> None:
     with new_tenant(tracker) as tenant:
@@ -464,5 +470,7 @@ def test_rotated_device_token_replaces_the_old_one(tracker: Tracker) -> None:
         new_token = tenant.post(f"/v1/devices/{created['id']}/token").json()["token"]
     with tracker.client(new_token) as device:
         assert device.post("/v1/heartbeat").status_code == 200
+    with tracker.client(created["token"]) as old_device:  # never used, so not cached: refused at once
+        assert old_device.post("/v1/heartbeat").status_code == 401
     stored = db_query(tracker, "SELECT token_hash FROM devices WHERE id = $1", created["id"])[0]["token_hash"]
-    assert new_token not in stored and created["token"] not in stored
+    assert stored == token_hash(new_token)

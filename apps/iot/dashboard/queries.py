@@ -17,13 +17,13 @@ from datetime import datetime, timedelta
 import asyncpg
 from redis.asyncio import Redis
 
+from iot import devices
 from iot.dashboard.charts import Bucket
 from iot.protocol import MONITOR_HEARTBEATS_KEY
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
 SELECT_API_KEY_HASH = "SELECT api_key_hash FROM tenants WHERE id = $1"
-SELECT_REGIONS = "SELECT name, healthy, reason, last_heartbeat_at FROM regions ORDER BY name"
 
 # Buckets of `$3` width over [$2, now]: checks and failures summed, the median weighted by checks.
 SELECT_ROLLUP_BUCKETS = """
@@ -50,14 +50,14 @@ class RegionHealth:
 
 
 async def region_health(db: Executor, redis: Redis, alive_seconds: float = 15.0) -> list[RegionHealth]:
-    rows = await db.fetch(SELECT_REGIONS)
+    rows = await devices.list_regions(db)
     members = await redis.zrangebyscore(MONITOR_HEARTBEATS_KEY, time.time() - alive_seconds, "+inf")
     live: dict[str, int] = {}
     for member in members:
         region = (member.decode() if isinstance(member, bytes) else member).split("/", 1)[0]
         live[region] = live.get(region, 0) + 1
     regions = [
-        RegionHealth(r["name"], r["healthy"], r["reason"], r["last_heartbeat_at"], live.pop(r["name"], 0))
+        RegionHealth(r.name, r.healthy, r.reason, r.last_heartbeat_at, live.pop(r.name, 0))
         for r in rows
     ]
     # Monitors that heartbeat but the worker has not recorded yet still deserve a line.
@@ -71,7 +71,7 @@ async def api_key_hash(db: Executor, tenant_id: int) -> str | None:
 
 
 async def region_names(db: Executor) -> list[str]:
-    return [r["name"] for r in await db.fetch(SELECT_REGIONS)]
+    return [r.name for r in await devices.list_regions(db)]
 
 
 async def latency_buckets(db: Executor, device_id: int, since: datetime, bucket: timedelta) -> list[Bucket]:

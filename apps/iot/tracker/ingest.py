@@ -3,8 +3,8 @@
 Requests hand their points to one background task and wait for the commit, so the client's 200 means
 "stored". While one batch is being written, the next requests queue up and go out together in a single
 COPY, so throughput grows with load instead of costing one transaction per request. Last-seen times go
-to Postgres (`devices.last_seen_at`) in the same transaction and then to the Redis hash the worker
-watches for silent push devices.
+to Postgres (`devices.last_seen_at`, which the worker's silence watch reads) in the same transaction,
+and then to the Redis hash `devices:last_seen` (a cache for readers; nothing in this repo reads it yet).
 """
 
 from __future__ import annotations

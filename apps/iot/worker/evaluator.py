@@ -69,6 +69,7 @@ class Evaluator:
         # Children whose down/degraded state raised no alert because their parent was failing, and when
         # each parent last stopped failing: a child still failing afterwards gets its own incident.
         self.suppressed: set[int] = set()
+        self._push_down: set[int] = set()
         self._parent_recovered_at: dict[int, float] = {}
         self._loaded_at = 0.0  # parents that recovered before this leadership term: count from its start
         self.regions: dict[str, RegionStatus] = {}
@@ -84,8 +85,14 @@ class Evaluator:
     # ---- startup -------------------------------------------------------------------------------
 
     async def load(self) -> None:
-        """Views and device states from the database (a new leader continues where the last one stopped)."""
+        """Views and device states from the database (a new leader continues where the last one stopped).
+
+        Anything left unflushed from an earlier term is dropped: its results are still pending in the
+        stream and are reclaimed and applied again against the stored views, so nothing counts twice."""
         self.views.clear()
+        self._rollups.clear()
+        self._dirty.clear()
+        self._unacked.clear()
         async with self._pool.acquire() as conn:
             for row in await conn.fetch(store.SELECT_REGION_VIEWS):
                 self.views.setdefault(row["device_id"], {})[row["region"]] = RegionView(
@@ -288,7 +295,7 @@ class Evaluator:
     def _parent_failing(self, parent_id: int) -> bool:
         """Parent down, or failing in a healthy region right now (it may go down in this very second:
         a gateway's children often reach quorum before the gateway itself)."""
-        if self.states.get(parent_id) == "down":
+        if self.states.get(parent_id) == "down" or parent_id in self._push_down:
             return True
         views = self.views.get(parent_id, {})
         return any(views[r].consecutive_failures > 0 for r in self._healthy if r in views)
@@ -296,8 +303,13 @@ class Evaluator:
     async def _write_changes(self, changes: list[store.StateChange]) -> None:
         # The changed devices' region views go in the same transaction, so the API never shows a device
         # DOWN while its regions still read as before (the other views wait for the periodic flush).
+        # Their rollups go with them: once a view is stored, a reclaimed result is skipped as already
+        # applied, so a rollup left in memory would be lost if this worker died before the next flush.
         changed = {change.device_id for change in changes}
         view_rows = self._view_columns(key for key in self._dirty if key[0] in changed)
+        rollup_rows = self._rollup_columns(
+            {key: self._rollups.pop(key) for key in [k for k in self._rollups if k[0] in changed]}
+        )
         delay = 0.2
         while True:
             try:
@@ -305,6 +317,8 @@ class Evaluator:
                     await store.write_state_changes(conn, changes)
                     if view_rows[0]:
                         await conn.execute(store.UPSERT_REGION_VIEWS, *view_rows)
+                    if rollup_rows[0]:
+                        await conn.execute(store.UPSERT_ROLLUPS, *rollup_rows)
                 for change in changes:
                     log_fields(logger, logging.INFO, "device state changed", device_id=change.device_id,
                                state=change.state, incident=change.incident_kind)
@@ -337,6 +351,11 @@ class Evaluator:
                            **status.as_dict())
         self.regions = statuses
         self._healthy = frozenset(n for n, s in statuses.items() if s.live and s.healthy)
+        try:
+            self._push_down = {row["id"] for row in await self._pool.fetch(store.SELECT_DOWN_PUSH_DEVICES)}
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log_fields(logger, logging.WARNING, "reading down push devices failed; keeping the last set",
+                       error=str(exc))
         if self._regions_dirty:
             await self._redis.hset(
                 protocol.REGION_HEALTH_KEY,
@@ -354,7 +373,7 @@ class Evaluator:
         if not self._unacked and not self._regions_dirty:
             return
         view_rows = self._view_columns(self._dirty)
-        rollup_rows = self._rollup_columns()
+        rollup_rows = self._rollup_columns(self._rollups)
         region_rows = self._region_columns() if self._regions_dirty else None
         delay = 0.2
         while True:
@@ -412,9 +431,9 @@ class Evaluator:
                 col.append(value)
         return cols
 
-    def _rollup_columns(self) -> list[list[Any]]:
+    def _rollup_columns(self, rollups: dict[RollupKey, list[Any]]) -> list[list[Any]]:
         cols: list[list[Any]] = [[] for _ in range(6)]
-        for (device_id, region, minute), (checks, failures, latencies) in self._rollups.items():
+        for (device_id, region, minute), (checks, failures, latencies) in rollups.items():
             for col, value in zip(
                 cols,
                 (device_id, region, float(minute), checks, failures,

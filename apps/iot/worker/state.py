@@ -26,6 +26,10 @@ class Thresholds:
     alpha: float = 0.1
 
 
+# Stored views keep microseconds (timestamptz); compare result times within that precision.
+TIMESTAMP_PRECISION_S = 1e-5
+
+
 @dataclass(slots=True)
 class RegionView:
     last_ok: bool | None = None
@@ -41,8 +45,11 @@ class RegionView:
     def apply(self, ok: bool, latency_ms: float | None, error: str | None, checked_at: float,
               th: Thresholds, factor: float, min_ms: float) -> bool:
         """Fold one result in; False (and nothing changed) when it is not newer than the last one."""
-        if checked_at <= self.last_checked_at:
-            return False  # redelivered or out-of-order result: already counted
+        # Redelivered or out-of-order result: already counted. The stored view keeps microseconds only
+        # (timestamptz), so a result reclaimed after a crash compares within that precision; two real
+        # checks of one device from one region are seconds apart.
+        if checked_at <= self.last_checked_at + TIMESTAMP_PRECISION_S:
+            return False
         self.last_checked_at = checked_at
         self.last_ok, self.last_latency_ms, self.last_error = ok, latency_ms, error
         if not ok:

@@ -113,6 +113,10 @@ ON CONFLICT (event_id) DO NOTHING
 """
 
 # Children down/degraded without an open incident: their alert was suppressed by a failing parent.
+# Push devices are judged by the silence watch, not by results: the evaluator learns which are down
+# from here, so children behind a silent push gateway stay quiet too.
+SELECT_DOWN_PUSH_DEVICES = "SELECT id FROM devices WHERE kind = 'push' AND state = 'down'"
+
 SELECT_SUPPRESSED_CHILDREN = """
 SELECT d.id FROM devices d
 WHERE d.parent_id IS NOT NULL AND d.state IN ('down', 'degraded')
