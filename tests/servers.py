@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_range(count: int, low: int = 20000, high: int = 32000) -> int:
+    """A base port with `count` consecutive ports free right now (simulated devices listen on base + i).
+
+    Below Linux's ephemeral range (32768+), so a client's outgoing port never takes one of them.
+    """
+    for _ in range(50):
+        base = random.randrange(low, high - count)
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports between {low} and {high}")
 
 
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from servers import free_port
+from servers import free_port, free_port_range
 
 IOT = shutil.which("iot", path=str(Path(sys.executable).parent)) or "iot"
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -135,24 +135,3 @@ def start_simulator(log_dir: Path, devices: int = 10, tcp_devices: int = 0, push
     return Simulator(url, base_port, devices, tcp_devices, process)
 
 
-def free_port_range(count: int, attempts: int = 50) -> int:
-    """A base port with `count` consecutive ports free right now (random start in the ephemeral-free zone)."""
-    import random
-    import socket
-
-    for _ in range(attempts):
-        base = random.randrange(20000, 30000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports found")

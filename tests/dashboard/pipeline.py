@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from servers import free_port
+from servers import free_port, free_port_range
 
 from dashboard.harness import IOT
 
@@ -75,28 +75,6 @@ class Pipeline:
     simulator_control: str
     simulator_base_port: int
     processes: Processes
-
-
-def free_port_range(count: int) -> int:
-    """A base port with `count` consecutive free ports (devices listen on base + i)."""
-    import random
-    import socket
-
-    for _ in range(50):
-        base = random.randrange(30000, 40000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def start_pipeline(processes: Processes, database_url: str, redis_url: str, devices: int) -> Pipeline:

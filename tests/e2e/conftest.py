@@ -16,12 +16,11 @@ from e2e_processes import (
     ADMIN_TOKEN,
     REGIONS,
     Proc,
-    free_port,
-    free_port_block,
     iot_env,
     run_iot,
     wait_http_ok,
 )
+from servers import free_port, free_port_range
 
 
 @dataclass
@@ -87,7 +86,7 @@ def pipeline_factory(postgres_server, redis_server, tmp_path: Path, request) -> 
         ports = {name: free_port() for name in services}
         running = {name: spawn(name, args, APP_PORT=ports[name], **env) for name, (args, env) in services.items()}
         control_port = free_port()
-        base_port = free_port_block(devices)
+        base_port = free_port_range(devices)
         simulator = spawn("simulator", ["simulate", "--devices", str(devices), "--base-port", str(base_port),
                                         "--control-port", str(control_port)])
         pipeline = Pipeline(f"http://127.0.0.1:{ports['tracker']}", f"http://127.0.0.1:{ports['worker']}",

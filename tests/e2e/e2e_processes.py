@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,31 +19,6 @@ ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
 # One "region" per monitor, each probing from its own loopback source address.
 REGIONS = {"ashburn": "127.0.0.2", "helsinki": "127.0.0.3", "tokyo": "127.0.0.4"}
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_block(count: int) -> int:
-    """A base port with `count` consecutive ports free, below the ephemeral range (no clash with clients)."""
-    for _ in range(50):
-        base = random.randrange(20000, 32000 - count)
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no block of {count} free ports")
 
 
 def iot_env(**values: object) -> dict[str, str]:

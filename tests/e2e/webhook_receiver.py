@@ -9,7 +9,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from e2e_processes import free_port
+from servers import free_port
 
 
 class WebhookReceiver:
