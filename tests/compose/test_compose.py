@@ -147,8 +147,15 @@ def test_traefik_uses_the_docker_provider_without_exposing_by_default(config: di
     assert "--providers.docker=true" in command
     assert "--providers.docker.exposedByDefault=false" in command
     assert "--entryPoints.web.address=:80" in command
-    assert re.fullmatch(r"traefik:v3\.\d+\.\d+", traefik["image"]), "pin an exact Traefik v3 release"
+    assert re.fullmatch(r"traefik:v3\.\d+\.\d+@sha256:[0-9a-f]{64}", traefik["image"]), \
+        "pin an exact Traefik v3 release, by digest"
     assert any(p["target"] == 80 for p in traefik["ports"])
+
+
+def test_third_party_images_are_pinned_by_digest(config: dict) -> None:
+    """Postgres, Redis and Traefik come from Docker Hub: a digest, not a tag that can be moved."""
+    for name in ("traefik", "postgres", "redis"):
+        assert re.search(r"@sha256:[0-9a-f]{64}$", config["services"][name]["image"]), name
 
 
 def test_no_external_network_is_needed(config: dict) -> None:

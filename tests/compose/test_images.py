@@ -33,7 +33,8 @@ def test_apps_image_is_multi_stage_slim_non_root_with_iot_entrypoint_and_healthc
     steps = instructions(APPS / "Dockerfile")
     froms = [args for keyword, args in steps if keyword == "FROM"]
     assert len(froms) >= 2, "multi-stage: a build stage and a runtime stage"
-    assert all(f.split()[0] == "python:3.11-slim" for f in froms)
+    # Pinned by digest: a rebuild of the same commit starts from the same bytes (Dependabot bumps it).
+    assert all(re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", f.split()[0]) for f in froms)
     assert any(keyword == "COPY" and args.startswith("--from=") for keyword, args in steps)
     users = [args for keyword, args in steps if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
@@ -41,6 +42,24 @@ def test_apps_image_is_multi_stage_slim_non_root_with_iot_entrypoint_and_healthc
     assert entrypoint == ["iot"]
     (healthcheck,) = [args for keyword, args in steps if keyword == "HEALTHCHECK"]
     assert "/health" in healthcheck and "APP_PORT" in healthcheck
+
+
+def test_apps_image_installs_only_hash_locked_packages() -> None:
+    """The image gets exactly the locked dependencies (hashes checked), then the app without resolving again."""
+    runs = [args for keyword, args in instructions(APPS / "Dockerfile") if keyword == "RUN"]
+    installs = [r for r in runs if "pip install" in r]
+    assert any("--require-hashes" in r and "-r requirements.txt" in r for r in installs)
+    assert all("--require-hashes" in r or "--no-deps" in r for r in installs), installs
+    lock = (APPS / "requirements.txt").read_text()
+    for dependency in _project_dependencies():
+        name, _, version = dependency.partition("==")
+        assert re.search(rf"^{re.escape(name.split('[')[0].lower())}=={re.escape(version)} \\$", lock, re.M), dependency
+
+
+def _project_dependencies() -> list[str]:
+    import tomllib
+
+    return tomllib.loads((APPS / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
 def test_apps_build_context_keeps_only_the_package() -> None:
@@ -61,7 +80,7 @@ def test_every_iot_subcommand_the_playground_runs_exists() -> None:
 def test_static_site_image_is_small_pinned_unprivileged_with_healthcheck(site: str) -> None:
     steps = instructions(APPS / site / "Dockerfile")
     (base,) = [args for keyword, args in steps if keyword == "FROM"]
-    assert re.fullmatch(r"nginxinc/nginx-unprivileged:\d+\.\d+(\.\d+)?-alpine", base)
+    assert re.fullmatch(r"nginxinc/nginx-unprivileged:\d+\.\d+(\.\d+)?-alpine@sha256:[0-9a-f]{64}", base)
     assert [args for keyword, args in steps if keyword == "USER"][-1] not in ("root", "0")
     assert any(keyword == "HEALTHCHECK" and "/health" in args for keyword, args in steps)
     template = (APPS / site / "default.conf.template").read_text()
