@@ -30,6 +30,8 @@ pulumi.export("sshPrivateKey", secrets.ssh_private_key)  # secret: `pulumi stack
 pulumi.export("nomadClientCertPem", secrets.nomad_client_cert_pem)
 pulumi.export("nomadClientKeyPem", secrets.nomad_client_key_pem)
 pulumi.export("nomadToken", secrets.nomad_bootstrap_token)
+# What this deploy runs (by digest in protected stacks); `python -m deploy preview` reuses it.
+pulumi.export("images", {kind: config.images.ref(kind) for kind in ("app", "marketing", "docs")})
 
 # --- edge + workloads (owned by helper "edge"): Edge(...) and NomadWorkloads(...) go below this line ---
 

@@ -111,6 +111,7 @@ _SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _IMAGE_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+"
                        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
+_DIGEST_SUFFIX_RE = re.compile(r"@sha256:[a-f0-9]{64}$")
 _CF_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _SECRET_SCHEMES = {"databaseUrl": ("postgresql://", "postgres://"), "redisUrl": ("redis://", "rediss://")}
 
@@ -156,6 +157,10 @@ class Images:
             raise ConfigError(f"unknown image kind {kind!r}; use one of {', '.join(DEFAULT_IMAGES)}")
         image = getattr(self, kind)
         return image if _has_tag_or_digest(image) else f"{image}:{self.tag}"
+
+    def by_digest(self, kind: str) -> bool:
+        """True when `kind` resolves to an immutable `@sha256:` reference (what a protected stack requires)."""
+        return bool(_DIGEST_SUFFIX_RE.search(self.ref(kind)))
 
 
 @dataclass(frozen=True)
@@ -403,6 +408,13 @@ def _versions(raw: object) -> Versions:
     values = {name: str(data.get(name, default)).strip() for name, default in DEFAULT_VERSIONS.items()}
     for name, value in values.items():
         plain = value[1:] if name == "traefik" and value.startswith("v") else value
+        if name == "traefik" and "@" in plain:
+            # The Traefik image may also be pinned by digest: `v3.6.x@sha256:<digest>`.
+            plain, _, digest = plain.partition("@")
+            if not _DIGEST_SUFFIX_RE.fullmatch("@" + digest):
+                raise ConfigError(
+                    f"iot:versions.traefik {value!r} has a malformed digest; use v<x.y.z>@sha256:<64 hex digits>"
+                )
         if not _SEMVER_RE.match(plain):
             example = "v" + DEFAULT_VERSIONS[name].lstrip("v") if name == "traefik" else DEFAULT_VERSIONS[name]
             raise ConfigError(
@@ -427,12 +439,46 @@ def _images(raw: object, tag: object) -> Images:
     values = {}
     for kind, default in DEFAULT_IMAGES.items():
         ref = _string(data.get(kind, default), f"images.{kind}", f"e.g. {default}")
+        if "@" in ref and not _DIGEST_SUFFIX_RE.search(ref):
+            raise ConfigError(
+                f"iot:images.{kind} {ref!r} has a malformed digest; use <registry/name>@sha256:<64 hex digits>, "
+                f"e.g. {default}@sha256:{'0' * 64} (the images workflow prints each digest it pushed)"
+            )
         if not _IMAGE_RE.match(ref):
             raise ConfigError(
-                f"iot:images.{kind} {ref!r} is not an image reference; use registry/name[:tag], e.g. {default}"
+                f"iot:images.{kind} {ref!r} is not an image reference; use registry/name[:tag][@sha256:<digest>], "
+                f"e.g. {default}"
             )
         values[kind] = ref
     return Images(tag=tag_text, **values)
+
+
+def repository_of(image: str) -> str:
+    """`ghcr.io/x/iot:1.2@sha256:..` -> `ghcr.io/x/iot` (a registry port is not a tag)."""
+    name = image.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else name
+
+
+def _require_digests(images: Images, tag_set: bool) -> None:
+    """A protected stack runs exactly what a reviewed commit built: every app image by digest."""
+    for kind in DEFAULT_IMAGES:
+        if images.by_digest(kind):
+            continue
+        image = getattr(images, kind)
+        fix = (f"pass the digest the images workflow built from the same commit, e.g. `python -m deploy up "
+               f"--config iot:images.{kind}={repository_of(image)}@sha256:<digest>` (the deploy workflow does "
+               f"this), or `pulumi config set --path iot:images.{kind} <name>@sha256:<digest>`")
+        if not _has_tag_or_digest(image) and images.tag == "latest":
+            where = "iot:imageTag" if tag_set else "iot:imageTag (default)"
+            raise ConfigError(
+                f"{where} 'latest' is a moving tag and iot:protect is true: two nodes could run different code "
+                f"and a redeploy is not reproducible; {fix}"
+            )
+        raise ConfigError(
+            f"iot:images.{kind} resolves to {images.ref(kind)!r}, a tag that can be moved; iot:protect is true, "
+            f"so images are deployed by digest only: {fix}"
+        )
 
 
 def _services(raw: object) -> dict[str, ServiceConfig]:
@@ -530,6 +576,10 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", ssh_user):
         raise ConfigError(f"iot:sshUser {ssh_user!r} is not a valid Unix user name; use e.g. root")
     monitors = _monitors(raw.get("monitors"))
+    images = _images(raw.get("images"), raw.get("imageTag"))
+    protect = _bool(raw.get("protect", False), "protect")
+    if protect:
+        _require_digests(images, tag_set="imageTag" in raw)
     return StackConfig(
         stack=stack,
         domain=_domain(raw.get("domain")),
@@ -537,11 +587,11 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
         cluster=_cluster(raw["cluster"]),
         monitors=monitors,
         versions=_versions(raw.get("versions")),
-        images=_images(raw.get("images"), raw.get("imageTag")),
+        images=images,
         services=_services(raw.get("services")),
         edge=_edge(raw.get("edge")),
         cloudflare=_cloudflare(raw.get("cloudflare")),
-        protect=_bool(raw.get("protect", False), "protect"),
+        protect=protect,
         ssh_user=ssh_user,
         database_url=_secret(secrets, "databaseUrl"),
         redis_url=_secret(secrets, "redisUrl"),

@@ -23,7 +23,7 @@ import yaml
 from pulumi.automation import ConfigValue, EngineEvent
 from pulumi.automation.errors import CommandError, InvalidVersionError
 
-from deploy import diagnose, guardrails, summary
+from deploy import diagnose, guardrails, release, summary
 
 EXIT_NO_CHANGES = 0
 EXIT_FAILED = 1
@@ -59,6 +59,8 @@ class Options:
     # Secret config keys to set from environment variables (key -> variable), e.g. CI secrets.
     secret_env: dict[str, str] = field(default_factory=dict)
     summary_file: str | None = None
+    # preview: keep the images the stack last deployed (its `images` output) unless --config names others.
+    images_from_stack: bool = False
 
     @property
     def stack_short_name(self) -> str:
@@ -110,8 +112,16 @@ def _run(options: Options, open_stack: StackOpener, env: Mapping[str, str], whic
     events: list[EngineEvent] = []
     try:
         stack = open_stack(options.stack, options.work_dir)
-        for key, value in options.config.items():
-            stack.set_config(key, ConfigValue(value=value))
+        config = dict(options.config)
+        if options.images_from_stack:
+            try:
+                config = {**release.deployed_image_config(_plain_outputs(stack)), **config}
+            except LookupError as error:
+                _fail(report, f"--images-from-stack: {error}")
+                return
+        for key, value in config.items():
+            # `iot:images.app` is a path into the iot:images object (`pulumi config set --path`).
+            stack.set_config(key, ConfigValue(value=value), path=_is_path(key))
         for key, value in secrets.items():
             stack.set_config(key, ConfigValue(value=value, secret=True))
         _COMMAND_RUNNERS[options.command](stack, options, events, report)
@@ -244,6 +254,15 @@ def _fail(report: summary.Report, message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     report.messages.append(message)
     report.outcome, report.exit_code = "failed", EXIT_FAILED
+
+
+def _is_path(key: str) -> bool:
+    name = key.split(":", 1)[-1]
+    return "." in name or "[" in name
+
+
+def _plain_outputs(stack: StackLike) -> dict[str, Any]:
+    return {key: output.value for key, output in stack.outputs().items()}
 
 
 def _plain(value: Any) -> str:

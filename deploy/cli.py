@@ -49,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="set a plain stack config value first, e.g. iot:imageTag=<sha> (repeatable)",
+        help="set a plain stack config value first; a dotted key is a path into an object, e.g. "
+        "iot:images.app=ghcr.io/<owner>/iot@sha256:<digest> (repeatable)",
+    )
+    parser.add_argument(
+        "--images-from-stack",
+        action="store_true",
+        help="keep the images the stack last deployed (its `images` output) for those not given with --config: "
+        "pull-request previews show infrastructure changes without a release",
     )
     parser.add_argument(
         "--secret-env",
@@ -97,6 +104,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         config=config,
         secret_env=secret_env,
         summary_file=args.summary_file,
+        images_from_stack=args.images_from_stack,
     )
 
 

@@ -28,6 +28,8 @@ from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from deploy import release
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SECRET = "[secret]"  # how a secret input shows in recorded inputs
@@ -148,6 +150,9 @@ def load_stack_config_values(stack: str, root: Path = ROOT) -> tuple[str, dict[s
         if key not in values:
             values[key] = secret_placeholder(key)
             secret_keys.append(key)
+    images = release.placeholder_images(values)
+    if images is not None:
+        values["iot:images"] = images
     return project, values, secret_keys
 
 

@@ -63,7 +63,7 @@ class ReplayStack:
         return {k: OutputValue(value=v, secret=s) for k, (v, s) in self._outputs.items()}
 
     def set_config(self, key: str, value: Any, path: bool = False) -> None:
-        self.calls.append(("set_config", {"key": key, "value": value.value, "secret": value.secret}))
+        self.calls.append(("set_config", {"key": key, "value": value.value, "secret": value.secret, "path": path}))
         self.config[key] = value
 
     def methods_called(self) -> list[str]:

@@ -93,7 +93,7 @@ def test_up_applies_ordinary_changes(project_dir, ci_env):
     code, _ = run(project_dir, ci_env, stack, "up", config={"iot:imageTag": "9a8b7c6"})
     assert code == EXIT_CHANGES
     assert stack.methods_called() == ["set_config", "preview", "up"]
-    assert stack.calls[0][1] == {"key": "iot:imageTag", "value": "9a8b7c6", "secret": False}
+    assert stack.calls[0][1] == {"key": "iot:imageTag", "value": "9a8b7c6", "secret": False, "path": False}
     assert "| update | 3 |" in step_summary(ci_env)
 
 
@@ -220,7 +220,8 @@ def test_secret_env_sets_secrets_without_echoing_them(project_dir, ci_env, capsy
     stack = ReplayStack({"preview": ("preview_dev_no_changes", None)})
     code, _ = run(project_dir, env, stack, "preview", secret_env={"iot:redisUrl": "IOT_REDIS_URL"})
     assert code == EXIT_NO_CHANGES
-    assert stack.calls[0] == ("set_config", {"key": "iot:redisUrl", "value": env["IOT_REDIS_URL"], "secret": True})
+    assert stack.calls[0] == ("set_config", {"key": "iot:redisUrl", "value": env["IOT_REDIS_URL"], "secret": True,
+                                             "path": False})
     captured = capsys.readouterr()
     assert "pw-very-secret" not in captured.out + captured.err + step_summary(env)
 
@@ -246,3 +247,44 @@ def test_a_too_old_cli_is_explained(project_dir, ci_env, capsys):
     code, _ = run(project_dir, ci_env, InvalidVersionError("Minimum version requirement failed"), "preview")
     assert code == EXIT_FAILED
     assert "pulumi CLI is too old" in capsys.readouterr().err
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_up_sets_image_digests_as_nested_config(project_dir, ci_env):
+    """The deploy workflow passes `iot:images.app=<name>@sha256:..`: a path into the iot:images object."""
+    stack = ReplayStack({"preview": ("preview_dev_updates", None), "up": ("up_dev_updates", None)})
+    ref = f"ghcr.io/acme/iot@{DIGEST}"
+    code, _ = run(project_dir, ci_env, stack, "up", stack="prod", config={"iot:images.app": ref})
+    assert code == EXIT_CHANGES
+    assert stack.calls[0] == ("set_config", {"key": "iot:images.app", "value": ref, "secret": False, "path": True})
+
+
+def test_preview_can_keep_the_images_the_stack_runs(project_dir, ci_env):
+    """A PR preview has no release to deploy: it reuses the stack's `images` output, so it shows infra changes."""
+    deployed = {k: f"ghcr.io/acme/{k}@{DIGEST}" for k in ("app", "marketing", "docs")}
+    stack = ReplayStack({"preview": ("preview_dev_updates", None)}, outputs={"images": (deployed, False)})
+    code, _ = run(project_dir, ci_env, stack, "preview", stack="prod", images_from_stack=True)
+    assert code == EXIT_CHANGES
+    sets = [kw for name, kw in stack.calls if name == "set_config"]
+    assert {kw["key"]: kw["value"] for kw in sets} == {f"iot:images.{k}": v for k, v in deployed.items()}
+    assert all(kw["path"] and not kw["secret"] for kw in sets)
+    assert stack.methods_called()[-1] == "preview"
+
+
+def test_preview_from_a_stack_never_deployed_says_how_to_pass_images(project_dir, ci_env, capsys):
+    stack = ReplayStack({"preview": ("preview_dev_updates", None)})
+    code, _ = run(project_dir, ci_env, stack, "preview", stack="prod", images_from_stack=True)
+    assert code == EXIT_FAILED
+    assert "preview" not in stack.methods_called()
+    assert "--config iot:images.app=" in capsys.readouterr().err
+
+
+def test_explicit_images_win_over_the_deployed_ones(project_dir, ci_env):
+    deployed = {k: f"ghcr.io/acme/{k}@{DIGEST}" for k in ("app", "marketing", "docs")}
+    stack = ReplayStack({"preview": ("preview_dev_updates", None)}, outputs={"images": (deployed, False)})
+    new = "ghcr.io/acme/iot@sha256:" + "cd" * 32
+    run(project_dir, ci_env, stack, "preview", stack="prod", images_from_stack=True, config={"iot:images.app": new})
+    values = {kw["key"]: kw["value"] for name, kw in stack.calls if name == "set_config"}
+    assert values["iot:images.app"] == new and values["iot:images.docs"] == deployed["docs"]

@@ -18,19 +18,25 @@ from components.config import (
     load_stack_config,
     parse_stack_config,
 )
+from deploy import release
 from infra.harness import ROOT, stack_config
 
 SECRETS = {"databaseUrl": "postgresql://iot:pw@db/iot", "redisUrl": "redis://localhost:6379/0"}
 
 
 def committed(stack: str) -> dict:
-    """Raw iot:* values of a committed stack file, namespace stripped, secure keys left out."""
+    """Raw iot:* values of a committed stack file, namespace stripped, secure keys left out, and the
+    release digests a deploy passes in (stand-ins) for a protected stack."""
     document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return {
+    raw = {
         key.split(":", 1)[1]: value
         for key, value in document["config"].items()
         if key.startswith("iot:") and not (isinstance(value, dict) and "secure" in value)
     }
+    images = release.placeholder_images(document["config"])
+    if images is not None:
+        raw["images"] = images
+    return raw
 
 
 def parse(raw: dict, secrets: dict | None = None):
@@ -279,3 +285,82 @@ def test_project_file_declares_every_scalar_key_with_description_and_default():
     cfg = parse({**defaults, "adminCidrs": ["198.51.100.7/32"], "cluster": {"locations": ["fsn1"]},
                  "cloudflare": {"accountId": "a" * 32, "zoneId": "b" * 32}})
     assert (cfg.domain, cfg.images.tag, cfg.protect, cfg.ssh_user) == ("my-iot-app.com", "latest", False, "root")
+
+
+# ------------------------------------------------------------------ release images (supply chain)
+
+DIGEST = "sha256:" + "3f" * 32
+
+
+def digests(repo: str = "ghcr.io/my-iot-app") -> dict:
+    return {kind: f"{repo}/{name}@{DIGEST}" for kind, name in
+            (("app", "iot"), ("marketing", "marketing"), ("docs", "docs"))}
+
+
+def test_a_protected_stack_refuses_latest_naming_the_key_and_the_fix():
+    raw = committed("prod")
+    raw["imageTag"] = "latest"
+    raw.pop("images", None)
+    with pytest.raises(ConfigError) as info:
+        parse(raw)
+    message = str(info.value)
+    assert "iot:imageTag" in message and "'latest'" in message
+    assert "iot:protect" in message
+    assert "--config iot:images.app=" in message and "@sha256:" in message
+
+
+def test_a_protected_stack_refuses_any_mutable_tag():
+    raw = committed("prod")
+    raw["imageTag"] = "0a1b2c3d"
+    raw.pop("images", None)
+    with pytest.raises(ConfigError, match=r"iot:images\.app .*ghcr\.io/my-iot-app/iot:0a1b2c3d.*digest"):
+        parse(raw)
+
+
+def test_a_protected_stack_deploys_images_by_digest():
+    raw = committed("prod")
+    raw["images"] = digests("ghcr.io/acme")
+    cfg = parse(raw)
+    assert cfg.images.ref("app") == f"ghcr.io/acme/iot@{DIGEST}"
+    assert cfg.images.ref("docs") == f"ghcr.io/acme/docs@{DIGEST}"
+
+
+def test_a_tag_and_a_digest_together_keep_the_digest():
+    raw = committed("prod")
+    raw["images"] = {**digests(), "app": f"ghcr.io/my-iot-app/iot:1.4.0@{DIGEST}"}
+    assert parse(raw).images.ref("app") == f"ghcr.io/my-iot-app/iot:1.4.0@{DIGEST}"
+
+
+@pytest.mark.parametrize("ref", [
+    "ghcr.io/my-iot-app/iot@sha256:abc",  # too short
+    "ghcr.io/my-iot-app/iot@sha512:" + "a" * 128,  # not what the registries publish here
+    "ghcr.io/my-iot-app/iot@" + "a" * 64,  # algorithm missing
+])
+def test_malformed_digests_are_refused(ref):
+    raw = committed("dev")
+    raw["images"] = {**digests(), "app": ref}
+    with pytest.raises(ConfigError, match=r"iot:images\.app .*@sha256:<64 hex digits>"):
+        parse(raw)
+
+
+def test_an_unprotected_stack_may_still_use_a_tag():
+    raw = committed("dev")
+    raw["imageTag"] = "0a1b2c3d"
+    raw.pop("images", None)
+    assert parse(raw).images.ref("app") == "ghcr.io/my-iot-app/iot:0a1b2c3d"
+
+
+def test_traefik_may_be_pinned_by_digest_too():
+    raw = committed("prod")
+    raw["images"] = digests()
+    tag = raw["versions"]["traefik"].split("@")[0]
+    raw["versions"] = {**raw["versions"], "traefik": f"{tag}@{DIGEST}"}
+    assert parse(raw).versions.traefik.endswith(f"@{DIGEST}")
+    raw["versions"]["traefik"] = "v3.6@" + DIGEST
+    with pytest.raises(ConfigError, match="iot:versions.traefik"):
+        parse(raw)
+
+
+def test_the_committed_prod_stack_pins_no_mutable_tag():
+    document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    assert document.get("iot:imageTag") in (None,), "prod gets digests at deploy time, never a tag"

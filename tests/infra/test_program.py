@@ -260,7 +260,10 @@ def test_monitor_env_file_is_private_and_complete(run):
         assert env["REDIS_URL"] == FAKE_SECRETS["iot:redisUrl"]
         assert env["MONITOR_NAMES"].split(",") == names
         assert "DATABASE_URL" not in env  # monitors only talk to Redis
-        assert files["/etc/iot/monitor-image.env"]["content"] == "IOT_MONITOR_IMAGE=ghcr.io/my-iot-app/iot:latest\n"
+        image = files["/etc/iot/monitor-image.env"]["content"]
+        assert image == f"IOT_MONITOR_IMAGE={run.outputs['images']['app']}\n"
+        # dev may follow a tag on manual deploys; protected prod only ever runs a digest.
+        assert image.endswith(":latest\n") if run.stack == "dev" else "@sha256:" in image
 
 
 def test_components_use_iot_type_tokens_and_parent_their_children(run):
@@ -332,3 +335,23 @@ def test_monitor_restart_reruns_exactly_when_the_pushed_files_change(stack_runs)
         changed = _monitor_start_triggers(run_stack("dev", {"iot:imageTag": tag}))
         assert all(changed[name] != base[name] for name in base), tag
         base = changed
+
+
+def _pushed_files(cmd: Registration) -> dict[str, str]:
+    """Files a remote command pushes on stdin (path -> content); {} for commands that push none."""
+    try:
+        return {path: entry["content"] for path, entry in bundle(cmd).items()}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
+def test_prod_monitors_run_the_app_image_by_digest():
+    digest = "sha256:" + "5e" * 32
+    run = run_stack("prod", overrides={"iot:images": {"app": f"ghcr.io/acme/iot@{digest}",
+                                                      "marketing": f"ghcr.io/acme/marketing@{digest}",
+                                                      "docs": f"ghcr.io/acme/docs@{digest}"}})
+    pushed = [content for res in run.of_type(COMMAND) for path, content in _pushed_files(res).items()
+              if path.endswith("monitor-image.env")]
+    assert len(pushed) == 6  # one per prod monitor
+    assert set(pushed) == {f"IOT_MONITOR_IMAGE=ghcr.io/acme/iot@{digest}\n"}
+    assert run.outputs["images"]["app"] == f"ghcr.io/acme/iot@{digest}"

@@ -225,7 +225,9 @@ def test_traefik_is_a_pinned_v3_system_job_on_the_host_network(specs, all_vars, 
     ((_, task),) = spec.tasks()
     image = spec.evaluate(task["config"][0]["image"], values)
     assert image == f"traefik:{stack_config(stack).versions.traefik}"
-    assert re.fullmatch(r"traefik:v3\.\d+\.\d+", image)
+    assert re.fullmatch(r"traefik:v3\.\d+\.\d+(@sha256:[0-9a-f]{64})?", image)
+    if stack == "prod":  # protected: the exact image bytes, not a tag that can be re-pointed
+        assert "@sha256:" in image
     assert spec.evaluate(task["config"][0]["network_mode"], values) == "host"
 
 
@@ -276,3 +278,12 @@ def test_unsupported_expressions_are_refused_not_guessed(tmp_path: Path):
     spec = load_job_spec(spec_file)
     with pytest.raises(SpecError, match="upper"):
         spec.evaluate(spec.job["meta"][0]["m"], {"a": "b"})
+
+
+def test_prod_jobs_run_images_by_digest(specs):
+    """Protected stacks deploy exactly what a commit built: every image a prod job runs is `@sha256:`."""
+    values = stack_vars("prod")
+    for job in SERVICE_JOBS:
+        ((_, task),) = specs[job].tasks()
+        image = specs[job].evaluate(task["config"][0]["image"], values[job])
+        assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"{job} runs {image!r}"

@@ -22,7 +22,11 @@ from deploy import cli
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
-PINNED = re.compile(r"^[\w.-]+/[\w./-]+@(?:v\d+\.\d+\.\d+|[0-9a-f]{40})$")
+# A full commit SHA: a tag can be moved to other code, a SHA cannot (the version goes in a comment).
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+VERSION_COMMENT = re.compile(r"^\s+# v\d+\.\d+\.\d+$")
+ZIZMOR = Path(sys.executable).with_name("zizmor")
 SECRET_NAME = re.compile(r"TOKEN|PASSPHRASE|SECRET|PASSWORD|ACCESS_KEY|DATABASE_URL|REDIS_URL|BACKEND_URL")
 SECRET_REF = re.compile(r"^\$\{\{\s*secrets\.[A-Z0-9_]+\s*\}\}$")
 EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
@@ -95,16 +99,54 @@ def test_the_schema_check_rejects_a_broken_workflow(tmp_path):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_every_action_is_pinned_to_an_exact_version(path):
+def test_every_action_is_pinned_to_a_commit_sha_with_its_version_in_a_comment(path):
     refs = uses_refs(load(path))
     assert refs, "a workflow without any action is suspicious"
     assert pinned_problems(refs) == []
+    for line in path.read_text().splitlines():
+        match = USES_LINE.match(line)
+        if match and not match.group(1).startswith("./"):
+            assert VERSION_COMMENT.match(match.group(2)), f"{path.name}: {line.strip()} needs a `# vX.Y.Z` comment"
 
 
-def test_the_pin_check_catches_floating_refs():
+def test_the_pin_check_catches_tags_and_branches():
     assert pinned_problems(["actions/checkout@v4", "pulumi/actions@main", "actions/checkout@v4.2.2",
-                            "./.github/workflows/images.yml", "a/b@" + "0" * 40]) == [
-        "actions/checkout@v4", "pulumi/actions@main"]
+                            "./.github/workflows/images.yml", "a/b@" + "0" * 40, "a/b@" + "0" * 39]) == [
+        "actions/checkout@v4", "pulumi/actions@main", "actions/checkout@v4.2.2", "a/b@" + "0" * 39]
+
+
+def zizmor(*paths: Path) -> subprocess.CompletedProcess:
+    assert ZIZMOR.exists(), "zizmor is missing: it is pinned in requirements-dev.in (make install)"
+    return subprocess.run([str(ZIZMOR), "--offline", "--no-progress", "--min-severity", "medium", *map(str, paths)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_zizmor_finds_nothing_at_medium_severity_or_above():
+    """GitHub Actions security lint (offline audits): the one accepted low finding is documented in the README."""
+    result = zizmor(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_catches_an_unsafe_workflow(tmp_path):
+    unsafe = tmp_path / "unsafe.yml"
+    unsafe.write_text(
+        "on: pull_request_target\npermissions: write-all\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - uses: actions/checkout@v4\n        with:\n          ref: ${{ github.event.pull_request.head.sha }}\n"
+        "      - run: echo ${{ github.event.pull_request.title }}\n")
+    result = zizmor(unsafe)
+    assert result.returncode != 0 and "template-injection" in result.stdout
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_checkouts_do_not_persist_credentials_and_jobs_declare_their_permissions(path):
+    doc = load(path)
+    assert doc.get("permissions") == {}, f"{path.name}: deny by default at the top, grant per job"
+    for job_name, job in doc["jobs"].items():
+        assert "permissions" in job, f"{path.name}: job {job_name} must declare the permissions it needs"
+        assert "write-all" not in str(job["permissions"])
+    for job_name, _, step in steps(doc):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert (step.get("with") or {}).get("persist-credentials") is False, f"{path.name}: {job_name}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -122,7 +164,7 @@ def test_the_inline_secret_check_catches_literals():
 
 
 def test_pulumi_cli_version_matches_the_sdk_pin():
-    sdk = re.search(r"^pulumi==([\d.]+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
+    sdk = re.search(r"^pulumi==([\d.]+)$", (REPO / "requirements.in").read_text(), re.M).group(1)
     for path in WORKFLOWS:
         for _, _, step in steps(load(path)):
             if step.get("uses", "").startswith("pulumi/actions@"):
@@ -154,7 +196,9 @@ def test_test_workflow_runs_the_suite_and_plans_both_stacks_on_push_and_pr():
     assert ".ci/run" in scripts  # which ends in `make test`
     assert "make test" in (REPO / ".ci/run").read_text()
     assert doc["jobs"]["plan"]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    assert 'make plan STACK="${{ matrix.stack }}"' in scripts
+    assert 'make plan STACK="$STACK"' in scripts  # the matrix value reaches the shell through env, not inlined
+    (plan,) = [s for s in doc["jobs"]["plan"]["steps"] if s.get("name") == "Offline plan"]
+    assert plan["env"]["STACK"] == "${{ matrix.stack }}"
 
 
 def test_preview_workflow_previews_both_stacks_into_one_sticky_comment():
@@ -162,26 +206,41 @@ def test_preview_workflow_previews_both_stacks_into_one_sticky_comment():
     assert set(triggers(doc)) == {"pull_request"}
     invocations = [args for _, _, step in run_scripts(doc) for args in deploy_invocations(step["run"])]
     assert [(a[0], a[a.index("--stack") + 1]) for a in invocations] == [("preview", "dev"), ("preview", "prod")]
+    # No release exists for a PR: the previews keep the images each stack already runs.
+    assert all("--images-from-stack" in a for a in invocations)
     comment_steps = [s for _, _, s in steps(doc) if s.get("uses", "").startswith("marocchino/sticky-pull-request-comment@")]
     assert len(comment_steps) == 1
     assert comment_steps[0]["with"]["header"] and comment_steps[0]["if"] == "always()"
-    assert doc["permissions"]["pull-requests"] == "write"
+    assert doc["jobs"]["preview"]["permissions"]["pull-requests"] == "write"
 
 
-def test_deploy_workflow_ups_dev_then_prod_behind_the_production_environment():
+def test_deploy_workflow_ups_dev_then_prod_with_the_verified_digests_of_this_commit():
     doc = load(REPO / ".github/workflows/deploy.yml")
     assert triggers(doc)["push"]["branches"] == ["main"]
     jobs = doc["jobs"]
     assert jobs["images"]["uses"] == "./.github/workflows/images.yml"
+    assert jobs["images"]["permissions"]["id-token"] == "write"  # keyless signing
     assert "images" in jobs["dev"]["needs"]
     assert set(jobs["prod"]["needs"]) == {"images", "dev"}
     assert jobs["prod"]["environment"] == "production"
-    assert doc["concurrency"]["cancel-in-progress"] is False
     for job_name, stack in (("dev", "dev"), ("prod", "prod")):
-        (args,) = [a for s in jobs[job_name]["steps"] if "run" in s for a in deploy_invocations(s["run"])]
+        job = jobs[job_name]
+        # One deployment per stack at a time, never cancelled half way.
+        assert job["concurrency"] == {"group": f"deploy-{stack}", "cancel-in-progress": False}
+        names = [s.get("name", s.get("uses", "")) for s in job["steps"]]
+        assert names.index("Verify the image signatures") < names.index(f"Deploy {stack}")
+        (args,) = [a for s in job["steps"] if "run" in s for a in deploy_invocations(s["run"])]
         assert args[0] == "up" and args[args.index("--stack") + 1] == stack
-        assert "iot:imageTag=$IMAGE_TAG" in args
-        assert jobs[job_name]["env"]["IMAGE_TAG"] == "${{ needs.images.outputs.tag }}"
+        config = [args[i + 1] for i, word in enumerate(args) if word == "--config"]
+        assert config == ["iot:images.app=$APP_IMAGE", "iot:images.marketing=$MARKETING_IMAGE",
+                          "iot:images.docs=$DOCS_IMAGE"]
+        for kind in ("app", "marketing", "docs"):
+            assert job["env"][f"{kind.upper()}_IMAGE"] == f"${{{{ needs.images.outputs.{kind} }}}}"
+        verify = next(s["run"] for s in job["steps"] if s.get("name") == "Verify the image signatures")
+        assert "cosign verify" in verify and "images.yml@${GITHUB_REF}" in verify
+        assert "https://token.actions.githubusercontent.com" in verify
+        installs = " ".join(s["run"] for s in job["steps"] if "pip install" in s.get("run", ""))
+        assert installs.count("--require-hashes") == installs.count("pip install") == 2
 
 
 def test_every_deploy_invocation_parses_and_its_secret_variables_are_set_from_secrets():
@@ -195,16 +254,30 @@ def test_every_deploy_invocation_parses_and_its_secret_variables_are_set_from_se
                 assert options.policy_packs == [str(REPO / "policy")], "preview/up run without the policy pack"
 
 
-def test_images_are_built_from_the_repo_dockerfiles_and_tagged_with_the_commit():
+def test_images_are_built_attested_signed_and_published_by_digest():
     doc = load(REPO / ".github/workflows/images.yml")
     job = doc["jobs"]["build"]
-    for entry in job["strategy"]["matrix"]["include"]:
-        assert (REPO / entry["file"]).is_file() and (REPO / entry["context"]).is_dir()
-    assert {e["image"] for e in job["strategy"]["matrix"]["include"]} == {"iot", "marketing", "docs"}
-    scripts = " ".join(s["run"] for _, _, s in run_scripts(doc))
-    assert "ghcr.io/" in scripts and "tag=${GITHUB_SHA}" in scripts
-    assert triggers(doc)["workflow_call"]["outputs"]["tag"]["value"] == "${{ jobs.build.outputs.tag }}"
-    assert doc["permissions"]["packages"] == "write"
+    builds = [s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action@")]
+    assert {s["id"] for s in builds} == {"app", "marketing", "docs"}
+    for step in builds:
+        settings = step["with"]
+        assert (REPO / settings["file"]).is_file() and (REPO / settings["context"]).is_dir()
+        assert settings["provenance"] == "mode=max" and settings["sbom"] is True
+        assert settings["tags"].endswith(":${{ github.sha }}")
+    assert job["permissions"] == {"contents": "read", "packages": "write", "id-token": "write"}
+    sign = next(s["run"] for s in job["steps"] if s.get("name", "").startswith("Sign the digests"))
+    assert "cosign sign --yes" in sign
+    outputs = triggers(doc)["workflow_call"]["outputs"]
+    assert {k: v["value"] for k, v in outputs.items()} == {
+        kind: f"${{{{ jobs.build.outputs.{kind} }}}}" for kind in ("app", "marketing", "docs")}
+
+
+def test_the_test_workflow_audits_every_lock_file():
+    doc = load(REPO / ".github/workflows/test.yml")
+    script = " ".join(s["run"] for s in doc["jobs"]["audit"]["steps"] if "run" in s)
+    assert "pip-audit" in script and "--require-hashes" in script
+    for lock in ("requirements.txt", "requirements-dev.txt", "apps/requirements.txt", "policy/requirements.txt"):
+        assert f"-r {lock}" in script
 
 
 def shellcheck_binary() -> str:
@@ -252,7 +325,7 @@ def run_step(script: str, tmp_path: Path, env: dict[str, str], deploy_exit: int)
 def test_deploy_steps_accept_no_changes_and_changes_but_not_refusal_or_failure(tmp_path, deploy_exit, step_ok):
     for name in ("Deploy dev", "Deploy prod"):
         _, step = step_named(Path(".github/workflows/deploy.yml"), name)
-        result = run_step(step["run"], tmp_path, {"IMAGE_TAG": "abc", "ALLOW_REPLACE": ""}, deploy_exit)
+        result = run_step(step["run"], tmp_path, {"APP_IMAGE": "a@sha256:0", "ALLOW_REPLACE": ""}, deploy_exit)
         assert (result.returncode == 0) is step_ok, (name, result.stderr)
 
 
