@@ -33,6 +33,7 @@ from servers import PostgresServer, RedisServer, free_port  # noqa: E402
 from iot import devices, tenants  # noqa: E402
 from iot.db import connect  # noqa: E402
 from iot.db.migrate import migrate  # noqa: E402
+from iot.egress import EgressPolicy  # noqa: E402
 
 REGIONS = ("frankfurt", "amsterdam", "ashburn", "hillsboro", "singapore", "tokyo", "helsinki", "sydney")
 TARGET_P95_MS = 300.0
@@ -56,7 +57,8 @@ async def populate(database_url: str, count: int, regions: tuple[str, ...]) -> s
         tenant, api_key = await tenants.create_tenant(conn, "bench")
         specs = [devices.DeviceSpec(f"sensor-{i:05d}", "http", f"http://10.{i // 65536}.{i // 256 % 256}.{i % 256}/",
                                     60, 5000) for i in range(count)]
-        await devices.create_devices(conn, tenant.id, specs)
+        # never probed: the bench's private addresses are allow-listed for this registration only
+        await devices.create_devices(conn, tenant.id, specs, egress=EgressPolicy.parse("10.0.0.0/8"))
         # The worker's view: per-region state with latency, 1% of the devices down.
         await conn.execute("UPDATE devices SET state = CASE WHEN id % 100 = 0 THEN 'down' ELSE 'up' END "
                            "WHERE tenant_id = $1", tenant.id)

@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from redis.asyncio import Redis
 
+from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.errors import Conflict, InputError
 from iot.protocol import DEVICES_VERSION_KEY
 from iot.tokens import DEVICE_TOKEN_PREFIX, new_token, token_hash
@@ -264,12 +265,13 @@ def target_problem(kind: str, target: str | None) -> str | None:
     if kind == "push":
         return "push devices have no target (they send to the tracker); omit it" if target else None
     if not target:
-        examples = {"http": "https://10.0.0.5/health", "tcp": "10.0.0.5:502", "icmp": "10.0.0.5"}
+        examples = {"http": "https://pump-1.example.com/health", "tcp": "gateway-1.example.com:502",
+                    "icmp": "gateway-1.example.com"}
         return f"required for kind {kind!r}, e.g. {examples.get(kind, '...')!r}"
     if kind == "http":
         parts = urlsplit(target)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            return f"{target!r} is not an http(s) URL with a host, e.g. 'http://10.0.0.5:8080/health'"
+            return f"{target!r} is not an http(s) URL with a host, e.g. 'http://pump-1.example.com:8080/health'"
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
@@ -279,11 +281,30 @@ def target_problem(kind: str, target: str | None) -> str | None:
         host, sep, port = target.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not _is_host(host):
-            return f"{target!r} is not host:port with a port 1-65535, e.g. '10.0.0.5:502' or '[::1]:502'"
+            return f"{target!r} is not host:port with a port 1-65535, e.g. 'gateway-1.example.com:502' or '[2001:db8::5]:502'"
         return None
     if kind == "icmp":
-        return None if _is_host(target) else f"{target!r} is not a hostname or IP address, e.g. '10.0.0.5'"
+        return None if _is_host(target) else f"{target!r} is not a hostname or IP address, e.g. 'gateway-1.example.com'"
     return None
+
+
+def target_host(kind: str, target: str) -> str:
+    """The host a (shape-checked) target makes a monitor connect to."""
+    if kind == "http":
+        return urlsplit(target).hostname or ""
+    if kind == "tcp":
+        host = target.rpartition(":")[0]
+        return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return target
+
+
+async def _check_egress(egress: EgressPolicy, specs: Sequence[DeviceSpec], field_of: Callable[[int], str]) -> None:
+    """Refuse targets the monitors would refuse to connect to (names resolved now; judged again per probe)."""
+    hosts = {i: target_host(s.kind, s.target) for i, s in enumerate(specs) if s.kind != "push" and s.target}
+    problems = await egress.registration_problems(hosts.values())
+    for i, host in hosts.items():
+        if host in problems:
+            raise InputError(field_of(i), f"{problems[host]}; monitors only probe public internet addresses")
 
 
 def _is_host(host: str) -> bool:
@@ -334,11 +355,13 @@ async def _connection(db: Executor) -> AsyncIterator[asyncpg.Connection]:
 
 
 async def create_devices(
-    db: Executor, tenant_id: int, specs: Sequence[DeviceSpec], *, field_prefix: str | None = "devices"
+    db: Executor, tenant_id: int, specs: Sequence[DeviceSpec], *, field_prefix: str | None = "devices",
+    egress: EgressPolicy = PUBLIC_ONLY,
 ) -> list[CreatedDevice]:
     """Create many devices in one statement; all or nothing. Returns ids and ingest tokens (shown once).
 
     Errors name the offending item as `<field_prefix>[i].<field>` (just `<field>` when field_prefix is None).
+    Targets must pass `egress` (the default allows public internet addresses only).
     """
 
     def item(i: int) -> str:
@@ -351,6 +374,7 @@ async def create_devices(
             raise InputError(f"{item(i)}name",
                              f"{spec.name!r} is also used by item {seen[spec.name]} of this request; names must be unique")
         seen[spec.name] = i
+    await _check_egress(egress, specs, lambda i: f"{item(i)}target")
     tokens = [new_token(DEVICE_TOKEN_PREFIX) for _ in specs]
     async with _connection(db) as conn, conn.transaction():
         parent_ids = sorted({s.parent_id for s in specs if s.parent_id is not None})
@@ -378,8 +402,11 @@ async def create_devices(
     return [CreatedDevice(ids[s.name], s.name, token) for s, token in zip(specs, tokens, strict=True)]
 
 
-async def update_device(db: Executor, tenant_id: int, device_id: int, changes: dict[str, Any]) -> Device | None:
-    """Apply `changes` (a subset of DeviceSpec fields); None when the tenant has no such device."""
+async def update_device(
+    db: Executor, tenant_id: int, device_id: int, changes: dict[str, Any], *, egress: EgressPolicy = PUBLIC_ONLY
+) -> Device | None:
+    """Apply `changes` (a subset of DeviceSpec fields); None when the tenant has no such device.
+    A new target (or kind) must pass `egress`."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise InputError(sorted(unknown)[0], f"cannot be changed; editable fields: {', '.join(sorted(EDITABLE_FIELDS))}")
@@ -398,6 +425,8 @@ async def update_device(db: Executor, tenant_id: int, device_id: int, changes: d
                 merged["grace_s"] = None
         spec = DeviceSpec(**merged)
         _check_spec(spec, "")
+        if "target" in changes or "kind" in changes:
+            await _check_egress(egress, [spec], lambda _i: "target")
         if spec.parent_id is not None and "parent_id" in changes:
             if spec.parent_id == device_id:
                 raise InputError("parent_id", "a device cannot be its own parent")

@@ -5,11 +5,37 @@ documentation, and `iot env` prints them all. Secrets (URLs with passwords, toke
 they never appear in logs or reprs.
 """
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from iot.egress import EgressPolicy
 
-class CommonSettings(BaseSettings):
+
+# --- Egress policy (issue 12: SSRF-safe probes and webhooks) -----------------------------------------
+class EgressSettings(BaseSettings):
+    """Where tenant-supplied targets may lead us: read by every service that registers or reaches them."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    egress_allow_cidrs: str = Field(
+        "",
+        description="Comma-separated CIDRs that device targets and webhook URLs may reach although they are "
+        "not public internet addresses (loopback, private, link-local...); plain-http webhooks are allowed "
+        "to them too. Empty in production; self-hosted installs list their own networks, the playground "
+        "its compose network.",
+    )
+
+    @field_validator("egress_allow_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        EgressPolicy.parse(value)  # ValueError names the bad entry
+        return value
+
+    def egress_policy(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.egress_allow_cidrs)
+
+
+class CommonSettings(EgressSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     database_url: SecretStr = Field(
@@ -81,6 +107,12 @@ class WorkerSettings(CommonSettings):
     )
     webhook_backoff_cap_seconds: float = Field(
         3600.0, gt=0, description="Longest wait between two webhook attempts."
+    )
+    # --- Webhook hardening (issue 12) ---
+    webhook_tenant_round_limit: int = Field(
+        10, ge=1,
+        description="At most this many of one tenant's webhook deliveries per sender round (50), so one "
+        "tenant's backlog or slow receiver gets a share of a round, never the whole of it.",
     )
 
 

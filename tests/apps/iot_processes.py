@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from servers import free_port, free_port_range
 
 IOT = shutil.which("iot", path=str(Path(sys.executable).parent)) or "iot"
@@ -63,7 +64,9 @@ class IotProcess:
 
 
 def iot_env(**values: str | int) -> dict[str, str]:
+    """The test's environment for an `iot` process: loopback targets allowed (simulator, test servers)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_", "APP_"))}
+    env["EGRESS_ALLOW_CIDRS"] = TEST_EGRESS_ALLOW_CIDRS
     env.update({k: str(v) for k, v in values.items()})
     return env
 

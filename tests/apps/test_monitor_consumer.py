@@ -9,8 +9,10 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 
 from iot import protocol
+from iot.egress import EgressPolicy
 from iot.monitor.consumer import CheckConsumer, ensure_group
 from iot.monitor.metrics import MonitorMetrics
 from iot.monitor.probes import Prober
@@ -22,7 +24,7 @@ STREAM = protocol.checks_stream(REGION)
 @pytest.fixture
 async def setup(redis_url: str):
     client = aioredis.Redis.from_url(redis_url)
-    prober = Prober("127.0.0.2", concurrency=100)
+    prober = Prober("127.0.0.2", concurrency=100, egress=EgressPolicy.parse(TEST_EGRESS_ALLOW_CIDRS))
     await prober.start()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

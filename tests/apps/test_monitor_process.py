@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from servers import free_port
 
 from iot import protocol
@@ -61,7 +62,7 @@ def _wait(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
 def test_sigterm_mid_batch_finishes_writes_and_acks_it(redis_url: str, slow_server: str, tmp_path: Path):
     client = redis.Redis.from_url(redis_url)
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1",
+    env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1",
            "MONITOR_SOURCE_ADDRESS": "127.0.0.5", "HEARTBEAT_SECONDS": "0.5", "INSTANCE_ID": "m-test"}
     log = (tmp_path / "monitor.log").open("wb")
     proc = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -90,7 +91,7 @@ def test_sigterm_mid_batch_finishes_writes_and_acks_it(redis_url: str, slow_serv
 
 def test_metrics_endpoint_serves_prometheus_text(redis_url: str, tmp_path: Path):
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1"}
+    env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1"}
     log = (tmp_path / "monitor.log").open("wb")
     proc = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -114,10 +115,12 @@ def _answers(url: str) -> bool:
     ("monitor", {"REGION": "Frank/furt", "CONCURRENCY": "0"}, ["REGION", "CONCURRENCY"]),
     ("monitor", {"CANARIES": "not a target"}, ["CANARIES"]),
     ("monitor", {"MONITOR_SOURCE_ADDRESS": "192.0.2.77"}, ["MONITOR_SOURCE_ADDRESS"]),
+    ("monitor", {"EGRESS_ALLOW_CIDRS": "10.0.0.0/33"}, ["EGRESS_ALLOW_CIDRS"]),
+    ("monitor", {"CANARIES": "http://169.254.169.254/latest, 1.1.1.1", "EGRESS_ALLOW_CIDRS": ""}, ["CANARIES"]),
     ("worker", {"BATCH_SIZE": "0", "QUORUM_MIN": "zero"}, ["BATCH_SIZE", "QUORUM_MIN"]),
 ])
 def test_bad_configuration_is_refused_with_the_variable_named(command: str, env: dict, names: list[str], redis_url):
-    full_env = {**os.environ, "REDIS_URL": redis_url, "APP_PORT": str(free_port()), **env}
+    full_env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "APP_PORT": str(free_port()), **env}
     done = subprocess.run([IOT, command], env=full_env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     for name in names:
@@ -133,7 +136,7 @@ def test_batch_of_a_monitor_killed_mid_batch_is_reclaimed_by_its_peer(redis_url:
     logs = []
 
     def start(name: str) -> None:
-        env = {**os.environ, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(free_port()),
+        env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(free_port()),
                "APP_HOST": "127.0.0.1", "INSTANCE_ID": name, "HEARTBEAT_SECONDS": "0.5",
                "RECLAIM_IDLE_SECONDS": "1", "BATCH_READ_COUNT": "1"}
         log = (tmp_path / f"{name}.log").open("wb")

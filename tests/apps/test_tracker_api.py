@@ -269,7 +269,8 @@ def test_webhook_bad_input_and_settings(tracker: Tracker) -> None:
         assert saved["url"] == "https://h.example/x" and len(saved["secret"]) >= 32
         assert tenant.get("/v1/webhook").json() == saved
         assert tenant.get("/v1/webhook/deliveries").json() == {"items": [], "next_before": None}
-        assert tenant.put("/v1/webhook", json={"url": None}).json() == {"url": None, "secret": None}
+        assert tenant.put("/v1/webhook", json={"url": None}).json() == {
+            "url": None, "secret": None, "previous_secret_expires_at": None}
 
 
 def test_regions_show_health(tracker: Tracker) -> None:
@@ -294,7 +295,7 @@ def test_incidents_bad_query(tracker: Tracker) -> None:
 def test_device_lifecycle_bumps_the_devices_version(tracker: Tracker) -> None:
     with new_tenant(tracker) as tenant:
         before = devices_version(tracker)
-        created = tenant.post("/v1/devices", json={"name": "sensor", "kind": "tcp", "target": "10.0.0.5:502"})
+        created = tenant.post("/v1/devices", json={"name": "sensor", "kind": "tcp", "target": "127.0.0.5:502"})
         assert created.status_code == 201
         device_id = created.json()["id"]
         assert created.json()["token"].startswith("iotd_")
@@ -303,7 +304,7 @@ def test_device_lifecycle_bumps_the_devices_version(tracker: Tracker) -> None:
         detail = tenant.get(f"/v1/devices/{device_id}").json()
         assert detail["state"] == "unknown" and detail["regions"] == [] and detail["interval_s"] == 60
 
-        patched = tenant.patch(f"/v1/devices/{device_id}", json={"interval_s": 30, "kind": "icmp", "target": "10.0.0.5"})
+        patched = tenant.patch(f"/v1/devices/{device_id}", json={"interval_s": 30, "kind": "icmp", "target": "127.0.0.5"})
         assert patched.status_code == 200, patched.text
         assert patched.json()["kind"] == "icmp" and patched.json()["interval_s"] == 30
         assert devices_version(tracker) == before + 2
@@ -346,7 +347,7 @@ def test_device_detail_shows_each_region_and_latency_sort(tracker: Tracker) -> N
 
 def test_bulk_create_5000_devices_in_one_request_and_page_through_them(tracker: Tracker) -> None:
     with new_tenant(tracker) as tenant:
-        body = {"devices": [{"name": f"dev-{i:05d}", "kind": "tcp", "target": f"10.1.{i // 250}.{i % 250}:502",
+        body = {"devices": [{"name": f"dev-{i:05d}", "kind": "tcp", "target": f"127.1.{i // 250}.{i % 250}:502",
                              "interval_s": 30} for i in range(5000)]}
         response = tenant.post("/v1/devices", json=body)
         assert response.status_code == 201, response.text[:500]

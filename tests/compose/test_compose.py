@@ -163,6 +163,16 @@ def test_no_external_network_is_needed(config: dict) -> None:
         assert not network.get("external"), f"network {name} must not be external (no `docker network create`)"
 
 
+def test_the_egress_allow_list_is_the_playgrounds_own_network_only(config: dict) -> None:
+    """Issue 12: the playground's monitors reach the simulator on the compose network, and nothing else
+    that is not public (no loopback, no metadata address, no other private range)."""
+    (subnet,) = [c["subnet"] for c in config["networks"]["default"]["ipam"]["config"]]
+    image = config["services"]["tracker"]["image"]
+    for name, service in config["services"].items():
+        if service.get("image") == image and name != "simulator":
+            assert service["environment"]["EGRESS_ALLOW_CIDRS"] == subnet, name
+
+
 def test_start_up_order_comes_from_health_and_completion_conditions(config: dict) -> None:
     services = config["services"]
     for one_shot in ("migrate", "seed"):

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from servers import free_port
 
 from iot import devices, tenants
 from iot.db import connect
 from iot.db.migrate import migrate
 from iot.devices import DeviceSpec
+from iot.egress import EgressPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 IOT = ROOT / ".venv" / "bin" / "iot"
@@ -77,7 +79,9 @@ async def setup_tenants(database_url: str, slugs: tuple[str, ...], migrated: boo
         await conn.close()
 
 
-def start_dashboard(database_url: str, redis_url: str, log_path: Path, **env: str) -> tuple[subprocess.Popen, int]:
+def start_dashboard(database_url: str, redis_url: str, log_path: Path, prefix: tuple[str, ...] = (),
+                    **env: str) -> tuple[subprocess.Popen, int]:
+    """`iot dashboard` on a free port (`prefix`: a command to run it under, e.g. a hosts-file stub)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -89,10 +93,11 @@ def start_dashboard(database_url: str, redis_url: str, log_path: Path, **env: st
         "SESSION_SECRET": "test-session-secret-0123456789abcdef",
         "MONITOR_NAMES": "frankfurt,amsterdam",
         "LOG_LEVEL": "warning",
+        "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS,
         **env,
     }
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process by the caller's fixture
-    proc = subprocess.Popen([str(IOT), "dashboard"], env=environment, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*prefix, str(IOT), "dashboard"], env=environment, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -120,7 +125,8 @@ def stop(proc: subprocess.Popen) -> None:
 async def _create_devices(database_url: str, tenant_id: int, specs: list[DeviceSpec]) -> list[int]:
     conn = await connect(database_url)
     try:
-        return [c.id for c in await devices.create_devices(conn, tenant_id, specs)]
+        egress = EgressPolicy.parse(TEST_EGRESS_ALLOW_CIDRS)
+        return [c.id for c in await devices.create_devices(conn, tenant_id, specs, egress=egress)]
     finally:
         await conn.close()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from servers import free_port, free_port_range
 
 from dashboard.harness import IOT
@@ -37,6 +38,7 @@ class Processes:
 
     def start(self, name: str, command: list[str], **env: str | int) -> subprocess.Popen:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_", "APP_", "SEED_"))}
+        environment["EGRESS_ALLOW_CIDRS"] = TEST_EGRESS_ALLOW_CIDRS  # simulator and tracker on loopback
         environment.update({k: str(v) for k, v in env.items()})
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from playwright.sync_api import Page, expect, sync_playwright
 
 from dashboard.harness import ROOT, run, setup_tenants, sql
@@ -40,7 +41,7 @@ def pipeline(postgres_server, redis_server, tmp_path_factory) -> Iterator[Pipeli
         settings = SeedSettings(
             database_url=database_url, redis_url=redis_url, demo_tenant="demo", demo_api_key=DEMO_KEY,
             seed_devices=DEVICES, seed_failing=FAILING, seed_interval_s=5, seed_simulator_host="127.0.0.1",
-            seed_simulator_base_port=running.simulator_base_port,
+            seed_simulator_base_port=running.simulator_base_port, egress_allow_cidrs=TEST_EGRESS_ALLOW_CIDRS,
         )
         result = asyncio.run(seed(settings))
         assert result["devices_created"] == DEVICES + FAILING

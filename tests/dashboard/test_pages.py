@@ -53,7 +53,7 @@ def test_sign_in_from_a_foreign_origin_is_refused(dashboard) -> None:
 def test_state_changes_need_the_session_csrf_token(dashboard) -> None:
     client = dashboard.signed_in(dashboard.acme)
     for token in (None, "wrong-token"):
-        data = {"name": "csrf-probe", "kind": "icmp", "target": "10.9.9.9"}
+        data = {"name": "csrf-probe", "kind": "icmp", "target": "127.9.9.9"}
         if token:
             data["csrf"] = token
         response = client.post("/devices", data=data)
@@ -61,7 +61,7 @@ def test_state_changes_need_the_session_csrf_token(dashboard) -> None:
     assert not sql(dashboard.database_url, "SELECT 1 FROM devices WHERE name = 'csrf-probe'")
     # The htmx header form is accepted too.
     csrf = csrf_of(client.get("/devices/new").text)
-    ok = client.post("/devices", data={"name": "csrf-probe", "kind": "icmp", "target": "10.9.9.9"},
+    ok = client.post("/devices", data={"name": "csrf-probe", "kind": "icmp", "target": "127.9.9.9"},
                      headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 200
 
@@ -90,14 +90,14 @@ def test_add_one_device_shows_its_token_once_and_notifies_the_worker(dashboard) 
 def test_csv_import_reports_problems_by_line_and_is_all_or_nothing(dashboard) -> None:
     client = dashboard.signed_in(dashboard.acme)
     csrf = csrf_of(client.get("/devices/new").text)
-    broken = "name,kind,target,interval_s\ncsv-a,http,http://10.0.0.1/,30\ncsv-b,tcp,10.0.0.2,30\n"
+    broken = "name,kind,target,interval_s\ncsv-a,http,http://127.0.0.1/,30\ncsv-b,tcp,127.0.0.2,30\n"
     response = client.post("/devices/import", data={"csrf": csrf, "csv_text": broken})
     assert response.status_code == 422
-    assert "line 3: target: '10.0.0.2' is not host:port" in text(response)
+    assert "line 3: target: '127.0.0.2' is not host:port" in text(response)
     assert not sql(dashboard.database_url, "SELECT 1 FROM devices WHERE name LIKE 'csv-%'")
     bad_header = client.post("/devices/import", data={"csrf": csrf, "csv_text": "name,type\nx,http\n"})
     assert "missing column(s) kind; unknown column(s) type" in text(bad_header)
-    good = "name,kind,target,interval_s\ncsv-a,http,http://10.0.0.1/,30\ncsv-b,tcp,10.0.0.2:22,30\ncsv-c,icmp,10.0.0.3,\n"
+    good = "name,kind,target,interval_s\ncsv-a,http,http://127.0.0.1/,30\ncsv-b,tcp,127.0.0.2:22,30\ncsv-c,icmp,127.0.0.3,\n"
     uploaded = client.post("/devices/import", data={"csrf": csrf, "csv_text": ""},
                            files={"csv_file": ("fleet.csv", good.encode(), "text/csv")})
     assert uploaded.status_code == 200
@@ -108,21 +108,21 @@ def test_csv_import_reports_problems_by_line_and_is_all_or_nothing(dashboard) ->
 
 def test_edit_and_delete_a_device(dashboard) -> None:
     (device_id,) = create_devices(dashboard.database_url, dashboard.acme,
-                                  [DeviceSpec("edit-me", "http", "http://10.1.1.1/")])
+                                  [DeviceSpec("edit-me", "http", "http://127.1.1.1/")])
     client = dashboard.signed_in(dashboard.acme)
     form = client.get(f"/devices/{device_id}/edit")
     assert 'value="edit-me"' in form.text
     csrf = csrf_of(form.text)
     bad = client.post(f"/devices/{device_id}", data={"csrf": csrf, "name": "edit-me", "kind": "http",
-                                                     "target": "http://10.1.1.1/", "timeout_ms": "abc"})
+                                                     "target": "http://127.1.1.1/", "timeout_ms": "abc"})
     assert bad.status_code == 422 and "timeout_ms: must be a whole number" in text(bad)
     saved = client.post(f"/devices/{device_id}", data={
-        "csrf": csrf, "name": "edited", "kind": "tcp", "target": "10.1.1.1:502", "interval_s": "20",
+        "csrf": csrf, "name": "edited", "kind": "tcp", "target": "127.1.1.1:502", "interval_s": "20",
         "timeout_ms": "1500", "grace_s": "", "parent_id": "", "enabled_field": "1"})
     assert saved.status_code == 303 and saved.headers["location"] == f"/devices/{device_id}"
     row = sql(dashboard.database_url, "SELECT name, kind, target, interval_s, timeout_ms, enabled FROM devices WHERE id = $1",
               device_id)
-    assert tuple(row[0]) == ("edited", "tcp", "10.1.1.1:502", 20, 1500, False)
+    assert tuple(row[0]) == ("edited", "tcp", "127.1.1.1:502", 20, 1500, False)
     page = client.get(f"/devices/{device_id}")
     assert "edited" in page.text and "paused" in page.text
     assert client.get(f"/devices/{device_id}/delete").status_code == 200
@@ -134,7 +134,7 @@ def test_edit_and_delete_a_device(dashboard) -> None:
 def test_device_list_pages_filters_and_sorts_on_the_server(dashboard) -> None:
     tenant = new_tenant(dashboard.database_url, "listing")
     ids = create_devices(dashboard.database_url, tenant,
-                         [DeviceSpec(f"node-{i:03d}", "http", f"http://10.2.0.{i % 250}/") for i in range(120)])
+                         [DeviceSpec(f"node-{i:03d}", "http", f"http://127.2.0.{i % 250}/") for i in range(120)])
     # Play the worker: states and latencies per region.
     sql(dashboard.database_url, "UPDATE devices SET state = 'up' WHERE id = ANY($1)", ids)
     sql(dashboard.database_url, "UPDATE devices SET state = 'down' WHERE id = ANY($1)", ids[5:8])
@@ -172,7 +172,7 @@ def test_device_list_pages_filters_and_sorts_on_the_server(dashboard) -> None:
 def test_overview_counts_regions_and_incidents(dashboard) -> None:
     tenant = new_tenant(dashboard.database_url, "overview")
     ids = create_devices(dashboard.database_url, tenant,
-                         [DeviceSpec(f"ov-{i}", "icmp", f"10.3.0.{i}") for i in range(1, 6)])
+                         [DeviceSpec(f"ov-{i}", "icmp", f"127.3.0.{i}") for i in range(1, 6)])
     sql(dashboard.database_url, "UPDATE devices SET state = 'up' WHERE id = ANY($1)", ids[:3])
     sql(dashboard.database_url, "UPDATE devices SET state = 'down' WHERE id = $1", ids[3])
     sql(dashboard.database_url, "INSERT INTO incidents (tenant_id, device_id, kind, summary) "
@@ -198,7 +198,7 @@ def test_overview_counts_regions_and_incidents(dashboard) -> None:
 
 def test_device_detail_draws_a_latency_chart_per_region_from_rollups(dashboard) -> None:
     tenant = new_tenant(dashboard.database_url, "charts")
-    (device_id,) = create_devices(dashboard.database_url, tenant, [DeviceSpec("chart-me", "http", "http://10.4.0.1/")])
+    (device_id,) = create_devices(dashboard.database_url, tenant, [DeviceSpec("chart-me", "http", "http://127.4.0.1/")])
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     sql(dashboard.database_url, """
         INSERT INTO rollups (device_id, region, minute, checks, failures, latency_p50, latency_p95, latency_max)
@@ -224,7 +224,7 @@ def test_device_detail_draws_a_latency_chart_per_region_from_rollups(dashboard) 
     fragment = client.get(f"/fragments/devices/{device_id}/chart?window=hour")
     assert fragment.text.lstrip().startswith('<div id="chart"') and "<svg" in fragment.text
     # The last hour of a device without rollups says so instead of drawing an empty frame silently.
-    (empty_id,) = create_devices(dashboard.database_url, tenant, [DeviceSpec("no-data", "icmp", "10.4.0.2")])
+    (empty_id,) = create_devices(dashboard.database_url, tenant, [DeviceSpec("no-data", "icmp", "127.4.0.2")])
     assert "No checks in the last hour yet." in client.get(f"/devices/{empty_id}").text
 
 

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
+
 from dashboard.harness import new_tenant, run, setup_tenants, sql
 
 DEMO_KEY = "iotk_seed-test-demo-key-0123456789"
@@ -15,7 +17,7 @@ DEMO_KEY = "iotk_seed-test-demo-key-0123456789"
 
 def run_seed(database_url: str, redis_url: str, **env: str) -> subprocess.CompletedProcess:
     environment = {**{k: v for k, v in os.environ.items() if not k.startswith(("SEED_", "DEMO_"))},
-                   "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DEMO_API_KEY": DEMO_KEY,
+                   "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "DEMO_API_KEY": DEMO_KEY,
                    "SEED_DEVICES": "20", "SEED_TCP_DEVICES": "5", "SEED_FAILING": "3",
                    "SEED_SIMULATOR_HOST": "simulator", "SEED_SIMULATOR_BASE_PORT": "20000", **env}
     return subprocess.run([sys.executable, "-m", "iot", "seed"], env=environment, capture_output=True,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 
 IOT = shutil.which("iot", path=str(Path(sys.executable).parent)) or "iot"
 ADMIN_TOKEN = "e2e-admin-token-0123456789abcdef"
@@ -22,7 +23,9 @@ T = TypeVar("T")
 
 
 def iot_env(**values: object) -> dict[str, str]:
+    """The test's environment for an `iot` process: loopback targets allowed (the simulator, receivers)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_", "APP_", "REGION", "MONITOR_"))}
+    env["EGRESS_ALLOW_CIDRS"] = TEST_EGRESS_ALLOW_CIDRS
     env.update({k: str(v) for k, v in values.items()})
     return env
 
@@ -33,11 +36,12 @@ class Proc:
     args: list[str]
     env: dict[str, str]
     log_path: Path
+    prefix: list[str] = field(default_factory=list)  # e.g. a command that runs `iot` under a hosts stub
     proc: subprocess.Popen = field(init=False)
 
     def start(self) -> Proc:
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([IOT, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([*self.prefix, IOT, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
     def stop(self, timeout: float = 15.0) -> int | None:

@@ -1,15 +1,14 @@
-"""A real webhook receiver for end-to-end tests: verifies every request's HMAC signature (as documented in
-iot.worker.webhooks), records the events, and can be taken down and brought back on the same port."""
+"""A real webhook receiver for end-to-end tests: verifies every request's signature with the README's
+snippet, records the events, and can be taken down and brought back on the same port."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from servers import free_port
+from webhook_signature import verify_webhook
 
 
 class WebhookReceiver:
@@ -28,8 +27,7 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                expected = "sha256=" + hmac.new(receiver.secret.encode(), body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(self.headers.get("X-IoT-Signature", ""), expected):
+                if not verify_webhook(body, self.headers.get("X-IoT-Signature", ""), receiver.secret):
                     with receiver._lock:
                         receiver.bad_signatures += 1
                     self.send_response(401)

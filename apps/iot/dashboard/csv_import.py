@@ -14,7 +14,8 @@ REQUIRED_COLUMNS = ("name", "kind")
 OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled")
 INTEGER_COLUMNS = frozenset({"interval_s", "timeout_ms", "grace_s"})
 MAX_ROWS = 10_000
-EXAMPLE = "name,kind,target,interval_s\nsensor-1,http,http://10.0.0.5/health,30\ngateway-1,tcp,10.0.0.1:22,60\n"
+EXAMPLE = ("name,kind,target,interval_s\nsensor-1,http,http://sensor-1.example.com/health,30\n"
+           "gateway-1,tcp,gateway-1.example.com:22,60\n")
 
 
 @dataclass(frozen=True, slots=True)

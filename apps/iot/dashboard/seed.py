@@ -68,7 +68,8 @@ async def seed(settings: SeedSettings) -> dict[str, object]:
         existing = sum((await devices.state_counts(pool, tenant.id)).values())
         created = 0
         if existing == 0:
-            created = len(await devices.create_devices(pool, tenant.id, demo_devices(settings)))
+            created = len(await devices.create_devices(pool, tenant.id, demo_devices(settings),
+                                                       egress=settings.egress_policy()))
             await devices.notify_devices_changed(redis)
         return {"tenant": tenant.slug, "tenant_created": created_tenant, "devices_created": created,
                 "devices_existing": existing}

@@ -31,7 +31,7 @@ class Canary:
 
 
 def parse_canaries(spec: str) -> list[Canary]:
-    """'http://a/health, 10.0.0.1:443, 1.1.1.1' -> http, tcp (host:port) and icmp (bare host) canaries."""
+    """'http://a/health, 1.1.1.1:443, 1.1.1.1' -> http, tcp (host:port) and icmp (bare host) canaries."""
     canaries: list[Canary] = []
     for item in (part.strip() for part in spec.split(",")):
         if not item:

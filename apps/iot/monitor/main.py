@@ -9,15 +9,17 @@ import os
 import signal
 import socket
 import sys
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from iot.egress import EgressPolicy
 from iot.log import log_fields, setup_logging
 from iot.monitor.app import build_app
 from iot.monitor.consumer import CheckConsumer
 from iot.monitor.heartbeat import Canary, Heartbeat, parse_canaries
 from iot.monitor.metrics import MonitorMetrics
-from iot.monitor.probes import Prober, ProbeSetupError
+from iot.monitor.probes import Prober, ProbeSetupError, split_host_port
 from iot.service import ListenError, load_settings, redis_client
 from iot.settings import MonitorSettings
 
@@ -31,7 +33,8 @@ def default_instance_id() -> str:
 async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
     instance = settings.instance_id or default_instance_id()
     client = redis_client(settings.redis_url.get_secret_value())
-    prober = Prober(settings.monitor_source_address, settings.concurrency, settings.http_keepalive)
+    prober = Prober(settings.monitor_source_address, settings.concurrency, settings.http_keepalive,
+                    egress=settings.egress_policy())
     await prober.start()
     metrics = MonitorMetrics(settings.region)
     heartbeat = Heartbeat(
@@ -73,6 +76,23 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
         log_fields(logger, logging.INFO, "monitor stopped", region=settings.region, instance=instance)
 
 
+def canary_problems(canaries: list[Canary], egress: EgressPolicy) -> list[str]:
+    """Canaries go through the same egress policy as tenants' devices: refuse at startup the ones it forbids."""
+    problems = []
+    for canary in canaries:
+        if canary.kind == "http":
+            host = urlsplit(canary.target).hostname or ""
+        elif canary.kind == "tcp":
+            host = split_host_port(canary.target)[0]
+        else:
+            host = canary.target
+        problem = egress.host_problem(host)
+        if problem:
+            problems.append(f"CANARIES {canary.target!r}: {problem}, which the egress policy refuses; use "
+                            "public canaries, or list the network in EGRESS_ALLOW_CIDRS")
+    return problems
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="iot monitor", description="Regional monitor; configured by environment variables (see `iot env`)."
@@ -81,8 +101,11 @@ def main(argv: list[str]) -> int:
     settings = load_settings(MonitorSettings)
     try:
         canaries = parse_canaries(settings.canaries)
+        problems = canary_problems(canaries, settings.egress_policy())
     except ValueError as exc:
         sys.exit(f"invalid configuration: {exc}")
+    if problems:
+        sys.exit("invalid configuration:\n  " + "\n  ".join(problems))
     setup_logging(settings.log_level)
     try:
         asyncio.run(run(settings, canaries))

@@ -46,6 +46,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="my-iot-app tracker", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.egress = settings.egress_policy()  # what device targets and webhook URLs may reach
     errors.install(app)
     app.include_router(routes_tenants.router)
     app.include_router(routes_devices.router)

@@ -52,7 +52,8 @@ async def create_devices(
     """Create one device or many at once (all or nothing). Each device's ingest token is shown only here."""
     state = request.app.state
     if isinstance(body, DeviceIn):
-        (created,) = await devices.create_devices(state.pool, tenant.id, [_spec(body)], field_prefix=None)
+        (created,) = await devices.create_devices(state.pool, tenant.id, [_spec(body)], field_prefix=None,
+                                                  egress=state.egress)
         await devices.notify_devices_changed(state.redis)
         return DeviceCreated(id=created.id, name=created.name, token=created.token)
     items = body if isinstance(body, list) else body.devices
@@ -61,7 +62,7 @@ async def create_devices(
         raise HTTPException(413, detail=f"devices: {len(items)} items, at most {limit} per request; split the list")
     if not items:
         raise InputError("devices", "the list is empty; send at least one device")
-    created_all = await devices.create_devices(state.pool, tenant.id, [_spec(i) for i in items])
+    created_all = await devices.create_devices(state.pool, tenant.id, [_spec(i) for i in items], egress=state.egress)
     await devices.notify_devices_changed(state.redis)
     return DevicesCreated(devices=[DeviceCreated(id=c.id, name=c.name, token=c.token) for c in created_all])
 
@@ -112,7 +113,7 @@ async def update_device(device_id: int, body: DevicePatch, tenant: TenantAuth, r
     if not changes:
         raise InputError("body", "no field to change; send at least one")
     state = request.app.state
-    device = await devices.update_device(state.pool, tenant.id, device_id, changes)
+    device = await devices.update_device(state.pool, tenant.id, device_id, changes, egress=state.egress)
     if device is None:
         raise _not_found(device_id)
     await devices.notify_devices_changed(state.redis)

@@ -49,15 +49,20 @@ async def rotate_api_key(tenant: TenantAuth, request: Request) -> ApiKeyOut:
 
 @router.put("/webhook", response_model=WebhookOut, tags=["webhooks"])
 async def set_webhook(body: WebhookIn, tenant: TenantAuth, request: Request) -> WebhookOut:
-    """Where state changes and incidents are POSTed, signed with HMAC-SHA256 of the body under `secret`."""
-    settings = await tenants.set_webhook(request.app.state.pool, tenant.id, body.url, body.secret)
-    return WebhookOut(url=settings.url, secret=settings.secret)
+    """Where state changes and incidents are POSTed, signed `t=<unix>,v1=<HMAC-SHA256 of "<t>.<body>">` under
+    `secret` (and under the previous secret too while it is still valid)."""
+    state = request.app.state
+    settings = await tenants.set_webhook(state.pool, tenant.id, body.url, body.secret, egress=state.egress,
+                                         previous_secret_valid_s=body.previous_secret_valid_s)
+    return WebhookOut(url=settings.url, secret=settings.secret,
+                      previous_secret_expires_at=settings.previous_secret_expires_at)
 
 
 @router.get("/webhook", response_model=WebhookOut, tags=["webhooks"])
 async def get_webhook(tenant: TenantAuth, request: Request) -> WebhookOut:
     settings = await tenants.get_webhook(request.app.state.pool, tenant.id)
-    return WebhookOut(url=settings.url, secret=settings.secret)
+    return WebhookOut(url=settings.url, secret=settings.secret,
+                      previous_secret_expires_at=settings.previous_secret_expires_at)
 
 
 @router.get("/webhook/deliveries", response_model=DeliveryPageOut, tags=["webhooks"])

@@ -62,7 +62,7 @@ class DeviceIn(Strict):
     name: str = Field(min_length=1, max_length=200, examples=["pump-17"])
     kind: Kind = Field(description="http: GET target URL; tcp: connect host:port; icmp: ping host; "
                                    "push: the device sends metrics/heartbeats itself.")
-    target: str | None = Field(None, examples=["http://10.0.0.5:8080/health"])
+    target: str | None = Field(None, examples=["http://pump-1.example.com:8080/health"])
     interval_s: int = Field(60, ge=5, le=86400, description="Check (or expected push) interval.")
     timeout_ms: int = Field(5000, ge=100, le=60000)
     grace_s: int | None = Field(None, ge=5, le=604800,
@@ -181,15 +181,21 @@ class IncidentPageOut(BaseModel):
 
 
 class WebhookIn(Strict):
-    url: str | None = Field(description="http(s) URL to POST events to; null disables webhooks.",
+    url: str | None = Field(description="https URL to POST events to (a public address); null disables webhooks.",
                             examples=["https://example.com/hooks/iot"])
     secret: str | None = Field(None, min_length=16, max_length=200,
                                description="HMAC-SHA256 key for the signature header; generated when omitted.")
+    previous_secret_valid_s: int = Field(
+        86400, ge=0, le=7 * 86400,
+        description="When the secret changes, deliveries are also signed with the previous secret for this "
+                    "many seconds (0: stop at once), so receivers can switch without rejecting events.")
 
 
 class WebhookOut(BaseModel):
     url: str | None
     secret: str | None
+    previous_secret_expires_at: datetime | None = Field(
+        None, description="Until then deliveries carry a second signature, under the previous secret.")
 
 
 class DeliveryOut(BaseModel):

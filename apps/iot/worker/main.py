@@ -63,7 +63,8 @@ class WorkerService:
             reclaim_idle_seconds=settings.lock_ttl_seconds,
         )
         self.webhooks = WebhookSender(
-            pool, timeout_s=settings.webhook_timeout_seconds, max_attempts=settings.webhook_max_attempts,
+            pool, egress=settings.egress_policy(), per_tenant=settings.webhook_tenant_round_limit,
+            timeout_s=settings.webhook_timeout_seconds, max_attempts=settings.webhook_max_attempts,
             backoff_base_s=settings.webhook_backoff_seconds,
             backoff_cap_s=settings.webhook_backoff_cap_seconds,
         )

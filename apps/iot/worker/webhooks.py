@@ -1,13 +1,19 @@
 """Deliver queued webhook events (table webhook_deliveries) to tenants, at least once.
 
-Every worker process runs a sender (leader or standby): rows are claimed with FOR UPDATE SKIP LOCKED,
-so senders never deliver the same row concurrently, and evaluation never waits for a receiver.
+Every worker process runs a sender (leader or standby). A round:
+1. claims due rows with FOR UPDATE SKIP LOCKED (senders never deliver the same row concurrently), at most
+   `per_tenant` of one tenant, so one tenant's backlog or slow receiver takes a share of a round, not all;
+2. counts the attempt and schedules its retry in the same statement, and COMMITS, before any request: a
+   worker that dies mid-request (killed, out of memory) has counted it, and its successor waits for the
+   backoff instead of retrying (and dying on) the same receiver at once;
+3. POSTs the events concurrently (`webhook_client`: egress policy, body never read, fixed error texts,
+   `t=,v1=` signatures fresh per attempt, one per valid secret) and records each outcome.
 
 Request: POST <tenant webhook_url>, body = the event JSON, headers
   Content-Type: application/json
-  X-IoT-Event: device.state_changed
+  X-IoT-Event: device.state_changed | incident.opened
   X-IoT-Event-Id: <event id>              (idempotency key: the same event may arrive more than once)
-  X-IoT-Signature: sha256=<hex HMAC-SHA256 of the raw body under the tenant's webhook secret>
+  X-IoT-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>[,v1=<under the previous secret>]
 A 2xx answer marks the event delivered; anything else is retried with exponential backoff
 (base * 2^attempts, capped) until `max_attempts`, then marked failed. History: GET /v1/webhook/deliveries.
 """
@@ -16,45 +22,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 from typing import Any
 
-import aiohttp
 import asyncpg
 
+from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.log import log_fields
+from iot.worker.webhook_client import WebhookClient
 
 logger = logging.getLogger(__name__)
 
+# What a row says while its attempt is under way, and forever if the worker dies during it.
+INTERRUPTED = "no answer recorded: the attempt was interrupted"
+
+# Rows whose last attempt was interrupted after the last allowed one: nothing more to try.
+FAIL_EXHAUSTED = """
+UPDATE webhook_deliveries SET status = 'failed'
+WHERE status = 'pending' AND attempts >= $1 AND next_attempt_at <= now()
+"""
+# Tenants with due rows, oldest first; per tenant its oldest due rows, at most $2; at most $1 in all. The
+# attempt is counted and its retry scheduled here (base $3 * 2^attempts, capped at $4).
 CLAIM_DUE = """
-SELECT w.id, w.event_id, w.event_type, w.payload, w.attempts, t.webhook_url, t.webhook_secret
-FROM webhook_deliveries w JOIN tenants t ON t.id = w.tenant_id
-WHERE w.status = 'pending' AND w.next_attempt_at <= now()
-ORDER BY w.next_attempt_at
-LIMIT $1
-FOR UPDATE OF w SKIP LOCKED
+WITH due_tenants AS (
+    SELECT tenant_id, min(next_attempt_at) AS oldest FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= now()
+    GROUP BY tenant_id ORDER BY oldest LIMIT $1
+), claimed AS (
+    SELECT w.id FROM due_tenants d
+    CROSS JOIN LATERAL (
+        SELECT id FROM webhook_deliveries w
+        WHERE w.tenant_id = d.tenant_id AND w.status = 'pending' AND w.next_attempt_at <= now()
+        ORDER BY w.next_attempt_at LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ) w
+    LIMIT $1
+)
+UPDATE webhook_deliveries w
+SET attempts = w.attempts + 1, last_error = $5, last_status_code = NULL,
+    next_attempt_at = now() + make_interval(secs => least($4::float8, $3::float8 * 2 ^ w.attempts))
+FROM claimed c, tenants t
+WHERE w.id = c.id AND t.id = w.tenant_id
+RETURNING w.id, w.event_id, w.event_type, w.payload, w.attempts, t.webhook_url, t.webhook_secret,
+          CASE WHEN t.webhook_secret_previous_until > now() THEN t.webhook_secret_previous END AS previous_secret
 """
 MARK_DELIVERED = """
-UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = now(),
-    last_status_code = $2, last_error = NULL
+UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL
 WHERE id = $1
 """
-MARK_RETRY = """
-UPDATE webhook_deliveries SET attempts = attempts + 1, last_status_code = $2, last_error = $3,
-    status = CASE WHEN attempts + 1 >= $4 THEN 'failed' ELSE 'pending' END,
-    next_attempt_at = now() + make_interval(secs => $5)
+MARK_FAILED_ATTEMPT = """
+UPDATE webhook_deliveries SET last_status_code = $2, last_error = $3,
+    status = CASE WHEN attempts >= $4 THEN 'failed' ELSE 'pending' END
 WHERE id = $1
 """
-
-SIGNATURE_HEADER = "X-IoT-Signature"
-
-
-def sign(secret: str, body: bytes) -> str:
-    """Value of the X-IoT-Signature header (receivers compare it with hmac.compare_digest)."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def backoff_seconds(attempts: int, base: float, cap: float) -> float:
@@ -62,11 +83,14 @@ def backoff_seconds(attempts: int, base: float, cap: float) -> float:
 
 
 class WebhookSender:
-    def __init__(self, pool: asyncpg.Pool, *, batch: int = 50, timeout_s: float = 10.0, max_attempts: int = 20,
+    def __init__(self, pool: asyncpg.Pool, *, egress: EgressPolicy = PUBLIC_ONLY, batch: int = 50,
+                 per_tenant: int = 10, timeout_s: float = 10.0, max_attempts: int = 20,
                  backoff_base_s: float = 5.0, backoff_cap_s: float = 3600.0, idle_poll_s: float = 1.0) -> None:
         self._pool = pool
+        self._egress = egress
         self._batch = batch
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._per_tenant = per_tenant
+        self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._base = backoff_base_s
         self._cap = backoff_cap_s
@@ -75,10 +99,10 @@ class WebhookSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.5
-        async with aiohttp.ClientSession(headers={"User-Agent": "my-iot-app-webhooks"}) as session:
+        async with WebhookClient(self._egress, self._timeout_s) as client:
             while not stop.is_set():
                 try:
-                    sent = await self.deliver_due(session)
+                    sent = await self.deliver_due(client)
                     delay = 0.5
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log_fields(logger, logging.WARNING, "webhook queue unavailable, retrying", error=str(exc))
@@ -89,41 +113,33 @@ class WebhookSender:
                 if sent == 0:
                     await _wait(stop, self._idle)
 
-    async def deliver_due(self, session: aiohttp.ClientSession) -> int:
-        """Claim due events, POST them concurrently, record the outcomes; returns how many were tried."""
+    async def deliver_due(self, client: WebhookClient) -> int:
+        """One round: claim (and count) due events, POST them concurrently, record the outcomes; returns
+        how many were tried."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_DUE, self._batch)
-            if not rows:
-                return 0
-            outcomes = await asyncio.gather(*(self._post(session, row) for row in rows))
+            await conn.execute(FAIL_EXHAUSTED, self._max_attempts)
+            rows = await conn.fetch(CLAIM_DUE, self._batch, self._per_tenant, self._base, self._cap, INTERRUPTED)
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(*(self._post(client, row) for row in rows))
+        async with self._pool.acquire() as conn:
             for row, (status, error) in zip(rows, outcomes, strict=True):
                 if error is None:
                     await conn.execute(MARK_DELIVERED, row["id"], status)
                     self.delivered += 1
                 else:
-                    wait = backoff_seconds(row["attempts"], self._base, self._cap)
-                    await conn.execute(MARK_RETRY, row["id"], status, error, self._max_attempts, wait)
+                    await conn.execute(MARK_FAILED_ATTEMPT, row["id"], status, error, self._max_attempts)
                     log_fields(logger, logging.INFO, "webhook delivery failed, will retry",
-                               event_id=row["event_id"], status=status, error=error, retry_in_s=wait)
+                               event_id=row["event_id"], status=status, error=error,
+                               retry_in_s=backoff_seconds(row["attempts"] - 1, self._base, self._cap))
         return len(rows)
 
-    async def _post(self, session: aiohttp.ClientSession, row: Any) -> tuple[int | None, str | None]:
+    async def _post(self, client: WebhookClient, row: Any) -> tuple[int | None, str | None]:
         if not row["webhook_url"]:
             return None, "tenant has no webhook URL any more"
         body = json.dumps(row["payload"], separators=(",", ":"), sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", "X-IoT-Event": row["event_type"],
-                   "X-IoT-Event-Id": row["event_id"], SIGNATURE_HEADER: sign(row["webhook_secret"] or "", body)}
-        try:
-            async with session.post(row["webhook_url"], data=body, headers=headers, timeout=self._timeout,
-                                    allow_redirects=False) as resp:
-                await resp.read()
-                if 200 <= resp.status < 300:
-                    return resp.status, None
-                return resp.status, f"HTTP {resp.status}"
-        except TimeoutError:
-            return None, "timeout"
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:300]
+        secrets = [s for s in (row["webhook_secret"] or "", row["previous_secret"]) if s is not None]
+        return await client.post(row["webhook_url"], row["event_type"], row["event_id"], body, secrets)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -104,7 +104,8 @@ async def new_device_page(request: Request, ctx: Tenant) -> Response:
 async def create_device(request: Request, ctx: Tenant, form: Form) -> Response:
     try:
         spec = new_device_spec(form)
-        created = await devices.create_devices(ctx.db, ctx.tenant.id, [spec], field_prefix="device")
+        created = await devices.create_devices(ctx.db, ctx.tenant.id, [spec], field_prefix="device",
+                                               egress=ctx.services.settings.egress_policy())
     except InputError as exc:
         field = exc.field.removeprefix("device[0].")
         return ctx.render(request, "device_new.html", status_code=422, page="add", form=form,
@@ -131,7 +132,8 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
         return _import_error(request, ctx, text, [str(p) for p in parsed.problems])
     try:
         specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
-        created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row")
+        created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row",
+                                               egress=ctx.services.settings.egress_policy())
     except InputError as exc:
         return _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)])
     await devices.notify_devices_changed(ctx.services.redis)
@@ -218,7 +220,8 @@ def vars_of(spec: devices.DeviceSpec) -> dict[str, object]:
 async def update_device(request: Request, ctx: Tenant, form: Form, device_id: int) -> Response:
     detail = await _detail(ctx, device_id)
     try:
-        updated = await devices.update_device(ctx.db, ctx.tenant.id, device_id, device_changes(form))
+        updated = await devices.update_device(ctx.db, ctx.tenant.id, device_id, device_changes(form),
+                                              egress=ctx.services.settings.egress_policy())
     except InputError as exc:
         return ctx.render(request, "device_edit.html", status_code=422, page="devices", device=detail.device,
                           form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS)

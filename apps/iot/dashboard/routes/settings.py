@@ -32,7 +32,8 @@ async def save_webhook(request: Request, ctx: Tenant, form: Form) -> Response:
     url = str(form.get("webhook_url") or "").strip()
     secret = str(form.get("webhook_secret") or "").strip()
     try:
-        await tenants.set_webhook(ctx.db, ctx.tenant.id, url or None, secret or None)
+        await tenants.set_webhook(ctx.db, ctx.tenant.id, url or None, secret or None,
+                                  egress=ctx.services.settings.egress_policy())
     except InputError as exc:
         return await _settings_page(request, ctx, status_code=422, form=form,
                                     error=f"webhook {exc.field}: {exc.reason}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.monitor.probes.common import ProbeResult, ProbeSetupError, failed, resolve, split_host_port
 from iot.monitor.probes.http import HttpProbe, PlainHttpProbe
 from iot.monitor.probes.icmp import IcmpProbe
@@ -22,11 +23,13 @@ __all__ = [
 class Prober:
     """All probe kinds behind one `check(kind, target, timeout_s)`, with a bound on probes in flight."""
 
-    def __init__(self, source_address: str | None, concurrency: int, http_keepalive: bool = False) -> None:
-        self.http = HttpProbe(source_address, keepalive=http_keepalive)
-        self.plain_http = None if http_keepalive else PlainHttpProbe(source_address)
-        self.tcp = TcpProbe(source_address)
-        self.icmp = IcmpProbe(source_address)
+    def __init__(self, source_address: str | None, concurrency: int, http_keepalive: bool = False,
+                 egress: EgressPolicy = PUBLIC_ONLY) -> None:
+        # `egress`: what targets may be reached; the default refuses everything but public addresses.
+        self.http = HttpProbe(source_address, keepalive=http_keepalive, egress=egress)
+        self.plain_http = None if http_keepalive else PlainHttpProbe(source_address, egress)
+        self.tcp = TcpProbe(source_address, egress)
+        self.icmp = IcmpProbe(source_address, egress=egress)
         self._slots = asyncio.Semaphore(concurrency)
 
     async def start(self) -> None:

@@ -1,12 +1,13 @@
 """What every probe shares: the result type, socket options for probe connections, address parsing.
 
 Every probe returns a `ProbeResult` and never raises: a timeout, refusal or bad target is a failed check
-with an error text, because the evaluator must see failures, not a crashed batch.
+with an error text, because the evaluator must see failures, not a crashed batch. Error texts are fixed
+(`iot.failures`): nothing a target sends ever reaches a tenant. Targets are resolved and judged by the
+egress policy at connect time (`resolve`), and probes connect to the address that was judged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import ipaddress
@@ -15,6 +16,9 @@ import struct
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from iot.egress import EgressPolicy
+from iot.failures import describe
 
 # Linger 0: close with RST, so a monitor doing thousands of connects per second does not pile up
 # TIME_WAIT sockets and run out of local ports.
@@ -61,12 +65,16 @@ def is_ip_literal(host: str) -> bool:
         return False
 
 
-async def resolve(host: str, family: int = socket.AF_INET) -> str:
-    """IP literal for `host` (IP literals are returned as they are, names resolved without blocking)."""
-    if is_ip_literal(host):
-        return host
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=family, type=socket.SOCK_STREAM)
-    return str(infos[0][4][0])
+async def resolve(host: str, egress: EgressPolicy) -> str:
+    """The address to connect to for `host`, allowed by the egress policy (names resolved now, without
+    blocking). Raises EgressRefused (an OSError) when the policy forbids it, OSError when it does not resolve."""
+    return await egress.resolve(host)
+
+
+def failed_because(exc: BaseException) -> ProbeResult:
+    """A failed check for an exception: the tenant's own target text for a malformed target (ValueError),
+    a fixed text for anything that happened on the network."""
+    return failed(str(exc) if isinstance(exc, ValueError) else describe(exc))
 
 
 @functools.lru_cache(maxsize=65536)

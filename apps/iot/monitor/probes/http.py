@@ -1,4 +1,9 @@
-"""HTTP probes: status and latency; a new connection per check by default, or aiohttp with keep-alive."""
+"""HTTP probes: status and latency; a new connection per check by default, or aiohttp with keep-alive.
+
+Both connect only where the egress policy allows: the plain probe resolves and judges the host itself,
+aiohttp gets an `EgressResolver` (and IP-literal URLs, which skip resolvers, are judged before the request).
+Neither reports anything the server sent beyond the status code.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from iot import failures
+from iot.egress import PUBLIC_ONLY, EgressPolicy, EgressResolver
 from iot.monitor.probes.common import (
     ProbeResult,
     elapsed_ms,
     failed,
-    is_ip_literal,
+    failed_because,
     prepare_probe_socket,
     resolve,
 )
@@ -33,9 +40,11 @@ def _http_socket(addr_info: tuple) -> socket.socket:  # aiohttp socket_factory
 class HttpProbe:
     """GET a URL; up when the status is below 400. One connection per check unless keep-alive is on."""
 
-    def __init__(self, source_address: str | None = None, keepalive: bool = False) -> None:
+    def __init__(self, source_address: str | None = None, keepalive: bool = False,
+                 egress: EgressPolicy = PUBLIC_ONLY) -> None:
         self._source = source_address
         self._keepalive = keepalive
+        self._egress = egress
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -43,7 +52,8 @@ class HttpProbe:
             limit=0,  # concurrency is bounded by the monitor's semaphore, not the pool
             force_close=not self._keepalive,
             local_addr=(self._source, 0) if self._source else None,
-            ttl_dns_cache=300,
+            resolver=EgressResolver(self._egress),
+            ttl_dns_cache=300,  # caches what the resolver allowed: still the checked addresses
             socket_factory=_http_socket,
         )
         self._session = aiohttp.ClientSession(
@@ -65,18 +75,33 @@ class HttpProbe:
             timeout = self._timeouts.get(timeout_s)
             if timeout is None:
                 timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+            # IP literals skip the resolver: judge them here (names: the connector's EgressResolver)
+            self._egress.check_unresolved(urlsplit(url).hostname or "")
             async with self._session.get(url, timeout=timeout, allow_redirects=False) as resp:
-                if self._keepalive:
-                    await resp.read()  # the connection is reused: drain the body
-                # else the connection closes right after the headers: the body is not needed
                 latency = elapsed_ms(start)
+                if self._keepalive:
+                    # The connection is reused: drain the body, but only a small one; a bigger or
+                    # endless body closes the connection instead of growing our memory.
+                    await _drain_or_close(resp)
+                # else the connection closes right after the headers: the body is not needed
                 if resp.status >= 400:
-                    return ProbeResult(False, latency, f"HTTP {resp.status}")
+                    return ProbeResult(False, latency, failures.http_status(resp.status))
                 return ProbeResult(True, latency)
         except TimeoutError:
             return failed(f"timeout after {timeout_s:g}s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return failed(f"{type(exc).__name__}: {exc}"[:200])
+            return failed_because(exc)
+
+
+# Keep-alive probes read at most this much of a body to reuse the connection.
+_DRAIN_LIMIT = 64 * 1024
+
+
+async def _drain_or_close(resp: aiohttp.ClientResponse) -> None:
+    if resp.content_length is not None and resp.content_length <= _DRAIN_LIMIT:
+        await resp.content.readexactly(resp.content_length)
+    else:
+        resp.close()
 
 
 @functools.lru_cache(maxsize=65536)
@@ -92,11 +117,12 @@ def _parse_plain_url(url: str) -> tuple[str, int, bytes]:
     return parts.hostname, parts.port or 80, request
 
 
-def _status_of(line: bytes) -> int:
+def _status_of(line: bytes) -> int | None:
+    """The status code of an HTTP status line, None when it is not one (its bytes are never reported)."""
     parts = line.split(b" ", 2)
-    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit() and len(parts[1]) == 3:
         return int(parts[1])
-    raise ValueError(f"not an HTTP status line: {line[:60]!r}")
+    return None
 
 
 class PlainHttpProbe:
@@ -107,8 +133,9 @@ class PlainHttpProbe:
     per second per process compared with aiohttp. https URLs and keep-alive mode use `HttpProbe`.
     """
 
-    def __init__(self, source_address: str | None = None) -> None:
+    def __init__(self, source_address: str | None = None, egress: EgressPolicy = PUBLIC_ONLY) -> None:
         self._source = source_address
+        self._egress = egress
 
     @staticmethod
     def handles(url: str) -> bool:
@@ -124,9 +151,9 @@ class PlainHttpProbe:
         for index, url in enumerate(urls):
             try:
                 host, port, request = _parse_plain_url(url)
-                address = host if is_ip_literal(host) else await resolve(host)
+                address = await resolve(host, self._egress)
             except (ValueError, OSError) as exc:
-                results[index] = failed(str(exc))
+                results[index] = failed_because(exc)
                 continue
             await slots.acquire()
             get = _PendingGet(loop, slots, results, index, request, timeouts_s[index])
@@ -211,21 +238,21 @@ class _PendingGet:
             self._finish(failed(exc.strerror or type(exc).__name__))
             return
         if not data:
-            self._finish(failed("connection closed before the HTTP status line"))
+            self._finish(failed(failures.CLOSED))
             return
         self._buffer += data
         end = self._buffer.find(b"\r\n")
         if end < 0:
             if len(self._buffer) > 1024:
-                self._finish(failed("no HTTP status line in the first 1 KiB"))
+                self._finish(failed(failures.NOT_HTTP))
             return
-        try:
-            status = _status_of(self._buffer[:end])
-        except ValueError as exc:
-            self._finish(failed(str(exc)))
+        status = _status_of(self._buffer[:end])
+        if status is None:
+            self._finish(failed(failures.NOT_HTTP))
             return
         latency = elapsed_ms(self._start)
-        self._finish(ProbeResult(False, latency, f"HTTP {status}") if status >= 400 else ProbeResult(True, latency))
+        self._finish(ProbeResult(False, latency, failures.http_status(status)) if status >= 400
+                     else ProbeResult(True, latency))
 
     def _timed_out(self) -> None:
         self._finish(failed(f"timeout after {self._timeout_s:g}s"))

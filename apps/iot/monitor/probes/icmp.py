@@ -12,7 +12,9 @@ import time
 from icmplib import ICMPv4Socket
 from icmplib.exceptions import ICMPLibError
 
-from iot.monitor.probes.common import ProbeResult, ProbeSetupError, failed, is_ip_literal, resolve
+from iot.egress import PUBLIC_ONLY, EgressPolicy
+from iot.failures import describe
+from iot.monitor.probes.common import ProbeResult, ProbeSetupError, failed, resolve
 
 _ICMP_HEADER = struct.Struct("!BBHHH")
 _ECHO_HEADER = _ICMP_HEADER  # type 8 (echo request), code, checksum, identifier, sequence
@@ -28,8 +30,10 @@ class IcmpProbe:
     checks per second. Needs net.ipv4.ping_group_range to include the process's group.
     """
 
-    def __init__(self, source_address: str | None = None, max_inflight: int = 2048) -> None:
+    def __init__(self, source_address: str | None = None, max_inflight: int = 2048,
+                 egress: EgressPolicy = PUBLIC_ONLY) -> None:
         self._source = source_address
+        self._egress = egress
         self._sock: ICMPv4Socket | None = None
         self._sequence = itertools.count()
         self._pending: dict[tuple[str, int], tuple[asyncio.Future[float], float]] = {}
@@ -105,7 +109,7 @@ class IcmpProbe:
                 await self._room.wait()
             future: asyncio.Future[float] = loop.create_future()
             try:
-                address = host if is_ip_literal(host) else await resolve(host)
+                address = await resolve(host, self._egress)  # judged by the egress policy
                 sequence = next(self._sequence) & 0xFFFF
                 key: tuple[str, int] | None = (address, sequence)
                 self._pending[(address, sequence)] = (future, time.perf_counter())
@@ -138,9 +142,9 @@ class IcmpProbe:
         if self._sock is None:
             return failed("ICMP probe not started")
         try:
-            address = await resolve(host)
+            address = await resolve(host, self._egress)
         except OSError as exc:
-            return failed(f"cannot resolve {host!r}: {exc}")
+            return failed(describe(exc))
         sequence = next(self._sequence) & 0xFFFF
         key = (address, sequence)
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()

@@ -1,4 +1,4 @@
-"""TCP probes: up when the handshake completes within the timeout."""
+"""TCP probes: up when the handshake completes within the timeout, to an address the egress policy allows."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import os
 import socket
 import time
 
+from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.monitor.probes.common import (
     ProbeResult,
     elapsed_ms,
     failed,
-    is_ip_literal,
+    failed_because,
     prepare_probe_socket,
     resolve,
     split_host_port,
@@ -22,16 +23,17 @@ from iot.monitor.probes.common import (
 class TcpProbe:
     """Connect and close; up when the handshake completes within the timeout."""
 
-    def __init__(self, source_address: str | None = None) -> None:
+    def __init__(self, source_address: str | None = None, egress: EgressPolicy = PUBLIC_ONLY) -> None:
         self._source = source_address
+        self._egress = egress
 
     async def check(self, target: str, timeout_s: float) -> ProbeResult:
         loop = asyncio.get_running_loop()
         try:
             host, port = split_host_port(target)
-            address = await resolve(host)
+            address = await resolve(host, self._egress)
         except (ValueError, OSError) as exc:
-            return failed(str(exc))
+            return failed_because(exc)
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -66,9 +68,9 @@ class TcpProbe:
         for index, target in enumerate(targets):
             try:
                 host, port = split_host_port(target)
-                address = host if is_ip_literal(host) else await resolve(host)
+                address = await resolve(host, self._egress)
             except (ValueError, OSError) as exc:
-                results[index] = failed(str(exc))
+                results[index] = failed_because(exc)
                 continue
             await slots.acquire()
             try:
