@@ -33,7 +33,7 @@ from components.secrets import ClusterSecrets
 NETWORK_CIDR = "10.0.0.0/16"
 SUBNET_CIDR = "10.0.1.0/24"
 NETWORK_ZONE = "eu-central"
-FIRST_HOST = 11  # 10.0.1.11, .12, ... (.1 is Hetzner's gateway)
+HOST_OFFSET = 10  # node id 1 -> 10.0.1.11, id 2 -> .12, ... (.1 is Hetzner's gateway)
 # Servers survive config edits: user data, image and keys only matter at first boot.
 SERVER_IGNORE_CHANGES = ["user_data", "image", "ssh_keys"]
 
@@ -48,12 +48,13 @@ class ClusterNode:
     public_ipv6: pulumi.Output[str] | None = None
 
 
-def private_ip(index: int) -> str:
-    return str(ipaddress.ip_network(SUBNET_CIDR)[FIRST_HOST + index])
+def private_ip(node_id: int) -> str:
+    """A node's fixed private IP, from its stable id (never from its position in the config list)."""
+    return str(ipaddress.ip_network(SUBNET_CIDR)[HOST_OFFSET + node_id])
 
 
-def node_name(stack: str, index: int, location: str) -> str:
-    return f"iot-{stack}-{index + 1}-{location}"
+def node_name(stack: str, node_id: int, location: str) -> str:
+    return f"iot-{stack}-{node_id}-{location}"
 
 
 def node_dns_names(hostname: str) -> list[str]:
@@ -109,7 +110,7 @@ class AppCluster(pulumi.ComponentResource):
         super().__init__("iot:cluster:AppCluster", name, None, opts)
         cluster = config.cluster
         protect = config.protect
-        check_server_types([(cluster.server_type, loc, "cluster.serverType") for loc in cluster.locations])
+        check_server_types([(cluster.server_type, node.location, "cluster.serverType") for node in cluster.nodes])
         labels = {"app": "iot", "stack": config.stack, "role": "cluster"}
         child = pulumi.ResourceOptions(parent=self, protect=protect)
 
@@ -136,12 +137,12 @@ class AppCluster(pulumi.ComponentResource):
             labels=labels, opts=pulumi.ResourceOptions(parent=self),
         )
 
-        server_ips = tuple(private_ip(i) for i in range(len(cluster.locations)))
+        server_ips = tuple(private_ip(node.id) for node in cluster.nodes)
         self.nodes: list[ClusterNode] = []
         started: list[pulumi.Resource] = []
         connections = []
-        for index, location in enumerate(cluster.locations):
-            node, start, conn = self._node(name, config, secrets, index, location, server_ips, labels)
+        for spec in cluster.nodes:  # id order
+            node, start, conn = self._node(name, config, secrets, spec.id, spec.location, server_ips, labels)
             self.nodes.append(node)
             started.append(start)
             connections.append(conn)
@@ -176,13 +177,13 @@ class AppCluster(pulumi.ComponentResource):
         name: str,
         config: StackConfig,
         secrets: ClusterSecrets,
-        index: int,
+        node_id: int,
         location: str,
         server_ips: tuple[str, ...],
         labels: dict[str, str],
     ) -> tuple[ClusterNode, pulumi.Resource, command_remote.ConnectionArgs]:
-        hostname = node_name(config.stack, index, location)
-        ip = server_ips[index]
+        hostname = node_name(config.stack, node_id, location)
+        ip = private_ip(node_id)
         spec = ClusterNodeSpec(
             hostname=hostname, datacenter=location, private_ip=ip, private_cidr=SUBNET_CIDR,
             server_ips=server_ips, consul_version=config.versions.consul,

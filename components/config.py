@@ -120,10 +120,24 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ClusterNodeConfig:
+    """One app node. `id` is its stable identity: name and private IP derive from it, never from
+    the node's position in the list, so reordering or removing another entry leaves it alone."""
+
+    id: int
+    location: str
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     server_type: str
     image: str
-    locations: tuple[str, ...]
+    nodes: tuple[ClusterNodeConfig, ...]  # sorted by id
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        """Every node's location, in id order (one entry per node)."""
+        return tuple(node.location for node in self.nodes)
 
 
 @dataclass(frozen=True)
@@ -300,34 +314,70 @@ def _check_server_type(server_type: str, location: str, key: str) -> None:
         )
 
 
+MAX_NODE_ID = 200  # private IPs 10.0.1.11 .. 10.0.1.210 (components/cluster.py)
+CLUSTER_EXAMPLE = "{serverType: cx23, image: debian-12, nodes: [{id: 1, location: fsn1}]}"
+
+
+def _locations_migration(raw: object) -> ConfigError:
+    """The old `locations` list gave nodes their identity by position: say exactly what to write instead."""
+    locations = list(raw) if isinstance(raw, Sequence) and not isinstance(raw, str | bytes) else []
+    nodes = ", ".join(f"{{id: {i + 1}, location: {loc}}}" for i, loc in enumerate(locations)) or "{id: 1, location: fsn1}"
+    return ConfigError(
+        "iot:cluster.locations is no longer supported: a node's name and private IP came from its position in "
+        "that list, so removing or reordering an entry renamed and re-addressed live Raft servers. Replace it with "
+        f"`nodes: [{nodes}]`; these ids keep your existing servers (name iot-<stack>-<id>-<location>, private IP "
+        "10.0.1.<10+id>), and a new node takes an id no node has used before"
+    )
+
+
+def _cluster_node(raw: object, i: int, server_type: str) -> ClusterNodeConfig:
+    key = f"cluster.nodes[{i}]"
+    data = _mapping(raw, key, "{id: 1, location: fsn1}")
+    _unknown_fields(data, key, ("id", "location"))
+    node_id = _int(data.get("id"), f"{key}.id", 1)
+    if node_id > MAX_NODE_ID:
+        raise ConfigError(
+            f"iot:{key}.id {node_id} is above {MAX_NODE_ID}; ids name nodes and pick their private IP "
+            f"(10.0.1.<10+id>): use a number from 1 to {MAX_NODE_ID}"
+        )
+    loc = _string(data.get("location"), f"{key}.location", "use fsn1, nbg1 or hel1")
+    if loc not in HETZNER_LOCATIONS:
+        raise ConfigError(
+            f"iot:{key}.location {loc!r} is not a Hetzner location; use one of {', '.join(sorted(EU_LOCATIONS))}"
+        )
+    if loc not in EU_LOCATIONS:
+        raise ConfigError(
+            f"iot:{key}.location {loc!r} is in network zone {HETZNER_LOCATIONS[loc]}, outside the EU; the private "
+            f"network lives in eu-central: use one of {', '.join(sorted(EU_LOCATIONS))}"
+        )
+    _check_server_type(server_type, loc, "cluster.serverType")
+    return ClusterNodeConfig(id=node_id, location=loc)
+
+
 def _cluster(raw: object) -> ClusterConfig:
-    example = "{serverType: cx23, image: debian-12, locations: [fsn1]}"
-    data = _mapping(raw, "cluster", example)
-    _unknown_fields(data, "cluster", ("serverType", "image", "locations"))
+    data = _mapping(raw, "cluster", CLUSTER_EXAMPLE)
+    if "locations" in data:
+        raise _locations_migration(data["locations"])
+    _unknown_fields(data, "cluster", ("serverType", "image", "nodes"))
     server_type = _string(data.get("serverType", "cx23"), "cluster.serverType", "example: cx23")
     image = _string(data.get("image", "debian-12"), "cluster.image", "example: debian-12")
-    locations = _sequence(data.get("locations"), "cluster.locations", "[fsn1, nbg1, hel1]")
-    if len(locations) % 2 == 0:
+    items = _sequence(data.get("nodes"), "cluster.nodes", "[{id: 1, location: fsn1}]")
+    if len(items) % 2 == 0:
         raise ConfigError(
-            f"iot:cluster.locations has {len(locations)} entries; Consul and Nomad need an odd number of "
-            "servers for a quorum: use 1, 3 or 5 locations (one node per entry, e.g. [fsn1, nbg1, hel1])"
+            f"iot:cluster.nodes has {len(items)} entries; Consul and Nomad need an odd number of "
+            "servers for a quorum: use 1, 3 or 5 nodes, e.g. "
+            "[{id: 1, location: fsn1}, {id: 2, location: nbg1}, {id: 3, location: hel1}]"
         )
-    result = []
-    for i, loc in enumerate(locations):
-        key = f"cluster.locations[{i}]"
-        loc = _string(loc, key, "use fsn1, nbg1 or hel1")
-        if loc not in HETZNER_LOCATIONS:
+    nodes = [_cluster_node(item, i, server_type) for i, item in enumerate(items)]
+    seen: dict[int, int] = {}
+    for i, node in enumerate(nodes):
+        if node.id in seen:
             raise ConfigError(
-                f"iot:{key} {loc!r} is not a Hetzner location; use one of {', '.join(sorted(EU_LOCATIONS))}"
+                f"iot:cluster.nodes[{i}].id {node.id} duplicates iot:cluster.nodes[{seen[node.id]}]; each node "
+                f"needs its own id (it names the server and picks its private IP): use {max(seen) + 1}"
             )
-        if loc not in EU_LOCATIONS:
-            raise ConfigError(
-                f"iot:{key} {loc!r} is in network zone {HETZNER_LOCATIONS[loc]}, outside the EU; the private "
-                f"network lives in eu-central: use one of {', '.join(sorted(EU_LOCATIONS))}"
-            )
-        _check_server_type(server_type, loc, "cluster.serverType")
-        result.append(loc)
-    return ClusterConfig(server_type=server_type, image=image, locations=tuple(result))
+        seen[node.id] = i
+    return ClusterConfig(server_type=server_type, image=image, nodes=tuple(sorted(nodes, key=lambda n: n.id)))
 
 
 def _monitor(raw: object, i: int) -> MonitorConfig:
@@ -525,7 +575,7 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
             f"known keys: {', '.join(_key(k) for k in sorted(known))}"
         )
     if "cluster" not in raw:
-        raise ConfigError("iot:cluster is missing; add e.g. `iot:cluster: {serverType: cx23, locations: [fsn1]}`")
+        raise ConfigError(f"iot:cluster is missing; add e.g. `iot:cluster: {CLUSTER_EXAMPLE}`")
     ssh_user = _string(raw.get("sshUser", "root"), "sshUser", "e.g. root")
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", ssh_user):
         raise ConfigError(f"iot:sshUser {ssh_user!r} is not a valid Unix user name; use e.g. root")

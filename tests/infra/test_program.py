@@ -285,7 +285,8 @@ def test_exports_give_operators_what_they_need(run):
 
 def test_invalid_config_fails_before_any_resource():
     with pytest.raises(ConfigError, match="odd number"):
-        run_stack("dev", overrides={"iot:cluster": {"serverType": "cx23", "locations": ["fsn1", "nbg1"]}})
+        run_stack("dev", overrides={"iot:cluster": {"serverType": "cx23", "nodes": [
+            {"id": 1, "location": "fsn1"}, {"id": 2, "location": "nbg1"}]}})
 
 
 def test_image_tag_override_reaches_monitors():
