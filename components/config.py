@@ -93,7 +93,7 @@ DEFAULT_SERVICES: dict[str, dict[str, int]] = {
     "marketing": {"count": 2, "cpu": 100, "memory": 64},
     "docs": {"count": 2, "cpu": 100, "memory": 64},
 }
-DEFAULT_VERSIONS = {"consul": "1.22.7", "nomad": "2.0.1", "traefik": "v3.6.2", "cni": "1.6.2"}
+DEFAULT_VERSIONS = {"consul": "1.22.7", "nomad": "2.0.7", "traefik": "v3.6.25", "cni": "1.6.2"}
 DEFAULT_IMAGES = {
     "app": "ghcr.io/my-iot-app/iot",
     "marketing": "ghcr.io/my-iot-app/marketing",
@@ -448,7 +448,7 @@ def _monitors(raw: object) -> tuple[MonitorConfig, ...]:
 
 
 def _versions(raw: object) -> Versions:
-    data = _mapping(raw if raw is not None else {}, "versions", '{consul: "1.22.7", nomad: "2.0.1"}')
+    data = _mapping(raw if raw is not None else {}, "versions", '{consul: "1.22.7", nomad: "2.0.7"}')
     _unknown_fields(data, "versions", tuple(DEFAULT_VERSIONS))
     values = {name: str(data.get(name, default)).strip() for name, default in DEFAULT_VERSIONS.items()}
     for name, value in values.items():

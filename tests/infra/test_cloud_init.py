@@ -30,7 +30,7 @@ from components import remote
 SCHEMA_PATH = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json")
 SPEC_3 = ClusterNodeSpec(
     hostname="iot-prod-2-nbg1", datacenter="nbg1", private_ip="10.0.1.12", private_cidr="10.0.1.0/24",
-    server_ips=("10.0.1.11", "10.0.1.12", "10.0.1.13"), consul_version="1.22.7", nomad_version="2.0.1",
+    server_ips=("10.0.1.11", "10.0.1.12", "10.0.1.13"), consul_version="1.22.7", nomad_version="2.0.7",
     cni_version="1.6.2",
 )
 
@@ -127,7 +127,7 @@ def test_oversized_user_data_is_refused():
 def test_cluster_packages_are_pinned_from_signed_repositories():
     document = yaml.safe_load(render_cluster_user_data(SPEC_3))
     assert ["consul", "1.22.7-1"] in document["packages"]
-    assert ["nomad", "2.0.1-1"] in document["packages"]
+    assert ["nomad", "2.0.7-1"] in document["packages"]
     assert "docker-ce" in document["packages"]
     for source in document["apt"]["sources"].values():
         assert source["source"].startswith("deb [signed-by=$KEY_FILE] https://")

@@ -177,7 +177,7 @@ def test_secrets_are_outputs_marked_secret():
         (lambda r: r.update(domain="my iot app"),
          ["iot:domain", "'my iot app'", "not a valid domain", "my-iot-app.com"]),
         (lambda r: r["versions"].update(nomad="1.x"),
-         ["iot:versions.nomad", "'1.x'", "exact version", "'2.0.1'"]),
+         ["iot:versions.nomad", "'1.x'", "exact version", "'2.0.7'"]),
         (lambda r: r["versions"].update(traefik="v2.11.0"),
          ["iot:versions.traefik", "'v2.11.0'", "not Traefik v3"]),
         (lambda r: r.update(imageTag="bad tag!"),
