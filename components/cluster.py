@@ -156,7 +156,7 @@ class AppCluster(pulumi.ComponentResource):
         )
 
         server_ips = tuple(private_ip(node.id) for node in cluster.nodes)
-        registry_auth = docker_config()
+        registry_auth = docker_config(config.registry)
         provisioned = [
             self._node(name, config, secrets, spec, server_ips, labels, registry_auth)
             for spec in cluster.nodes  # id order: the rollout order never depends on the list order

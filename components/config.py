@@ -8,6 +8,7 @@ raises `ConfigError` (naming the key, the bad value and the fix) before any reso
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ STEERING_POLICIES = ("off", "geo", "random", "dynamic_latency", "proximity",
 CHECK_REGIONS = ("WNAM", "ENAM", "WEU", "EEU", "NSAM", "SSAM", "OC", "ME", "NAF", "SAF", "SAS", "SEAS",
                  "NEAS", "ALL_REGIONS")
 SECRET_KEYS = ("databaseUrl", "redisUrl")
+OPTIONAL_SECRET_KEYS = ("registry",)
+REGISTRY_EXAMPLE = '{"server": "ghcr.io", "username": "<user>", "password": "<token with read:packages>"}'
 
 _LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -112,6 +115,7 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _IMAGE_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+"
                        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
 _CF_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_REGISTRY_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
 _SECRET_SCHEMES = {"databaseUrl": ("postgresql://", "postgres://"), "redisUrl": ("redis://", "rediss://")}
 
 
@@ -193,6 +197,15 @@ class CloudflareConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    """Credentials for pulling private images (iot:registry); the password is a secret Output."""
+
+    server: str
+    username: str
+    password: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     domain: str
@@ -208,6 +221,7 @@ class StackConfig:
     ssh_user: str
     database_url: pulumi.Output[str]
     redis_url: pulumi.Output[str]
+    registry: RegistryConfig | None = None
 
     @property
     def monitor_names(self) -> tuple[str, ...]:
@@ -564,8 +578,40 @@ def _secret(secrets: Mapping[str, object], key: str) -> pulumi.Output[str]:
     return pulumi.Output.secret(value)
 
 
+def _registry(value: object) -> RegistryConfig | None:
+    """iot:registry: a JSON object {server, username, password}; the password is never echoed."""
+    if value is None:
+        return None
+    fix = f"set it with `pulumi config set --secret iot:registry '{REGISTRY_EXAMPLE}'`"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"iot:registry must be a JSON object with server, username and password; {fix}")
+    unknown = sorted(set(value) - {"server", "username", "password"})
+    if unknown:
+        raise ConfigError(f"iot:registry has unknown field(s) {', '.join(unknown)}; allowed fields: server, "
+                          f"username, password; {fix}")
+    for field in ("server", "username", "password"):
+        if not isinstance(value.get(field), str) or not value[field].strip():
+            raise ConfigError(f"iot:registry.{field} is missing; {fix}")
+    server = value["server"].strip().lower()
+    if not _REGISTRY_HOST_RE.match(server):
+        raise ConfigError(f"iot:registry.server {value['server']!r} is not a registry host; use the host name "
+                          f"only, e.g. ghcr.io (no scheme, no path); {fix}")
+    return RegistryConfig(server=server, username=value["username"].strip(),
+                          password=pulumi.Output.secret(value["password"]))
+
+
 def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[str, object]) -> StackConfig:
     """Validate raw `iot:*` values (keys without the namespace) into a StackConfig, or raise ConfigError."""
+    if "registry" in raw:
+        raise ConfigError(
+            "iot:registry holds credentials and is stored in plain text; remove it from the stack file and "
+            f"set it with `pulumi config set --secret iot:registry '{REGISTRY_EXAMPLE}'`"
+        )
     known = {"domain", "adminCidrs", "cluster", "monitors", "versions", "images", "imageTag", "services",
              "edge", "cloudflare", "protect", "sshUser", *SECRET_KEYS}
     unknown = sorted(set(raw) - known)
@@ -595,6 +641,7 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
         ssh_user=ssh_user,
         database_url=_secret(secrets, "databaseUrl"),
         redis_url=_secret(secrets, "redisUrl"),
+        registry=_registry(secrets.get("registry")),
     )
 
 
@@ -617,8 +664,8 @@ def load_stack_config() -> StackConfig:
     secrets: dict[str, object] = {}
     # Which keys the stack stores encrypted: from the runtime, or the env the CLI hands the program.
     secret_keys = set(pulumi.runtime.get_config_secret_keys_env())
-    secret_keys |= {_key(k) for k in SECRET_KEYS if pulumi.runtime.is_config_secret(_key(k))}
-    for key in SECRET_KEYS:
+    secret_keys |= {_key(k) for k in (*SECRET_KEYS, *OPTIONAL_SECRET_KEYS) if pulumi.runtime.is_config_secret(_key(k))}
+    for key in (*SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
         value = config.get(key)
         # With no secret-key information at all we cannot tell, so only a known plaintext key fails.
         if value is not None and secret_keys and _key(key) not in secret_keys:

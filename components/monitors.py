@@ -163,7 +163,7 @@ class MonitorFleet(pulumi.ComponentResource):
         files = [
             *(f.entry() for f in monitor_node_files(config.images.ref("app"))),
             remote.file_entry(ENV_FILE, monitor_env(config, monitor), "0600", on_change=[restart(UNIT_NAME)]),
-            remote.file_entry(f"{DOCKER_CONFIG_DIR}/config.json", docker_config(), "0600"),
+            remote.file_entry(f"{DOCKER_CONFIG_DIR}/config.json", docker_config(config.registry), "0600"),
         ]
         remote.provision(
             f"{name}-{monitor.name}", host=host, address=public_ipv4, user=config.ssh_user,
