@@ -525,3 +525,20 @@ def test_installer_rejects_malformed_bundles_and_unknown_actions(tmp_path):
     result = _install({"files": [{"path": "/etc/iot/x", "content": "x", "on_change": ["reboot"]}]},
                       tmp_path, tmp_path / "state")
     assert result.returncode == 2 and "unknown on_change action 'reboot'" in result.stderr
+
+
+def test_installer_runs_through_sudo_for_a_non_root_ssh_user(tmp_path):
+    # iot:sshUser other than root wraps every command in `sudo sh -c '...'`: the inline installer
+    # (a long quoted python3 -c) must survive that second level of quoting.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "sudo").chmod(0o755)
+    owner = __import__("pwd").getpwuid(os.getuid()).pw_name
+    bundle = {"files": [{"path": "/etc/iot/x.env", "mode": "0600", "owner": owner, "content": "A='b c'\n"}]}
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IOT_FILES_DESTDIR": str(tmp_path / "root"),
+           "IOT_STATE_DIR": str(tmp_path / "state")}
+    result = subprocess.run(["sh", "-c", remote.as_user(remote.INSTALL_FILES, "deploy")], input=json.dumps(bundle),
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "root/etc/iot/x.env").read_text() == "A='b c'\n"
