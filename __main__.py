@@ -26,10 +26,11 @@ pulumi.export("monitors", {
 })
 pulumi.export("caCertPem", secrets.ca_cert_pem)
 pulumi.export("sshPrivateKey", secrets.ssh_private_key)  # secret: `pulumi stack output --show-secrets`
-# What an operator's `nomad` CLI needs (mTLS + ACL token); the key and the token are secrets.
+# What an operator's `nomad` CLI needs (mTLS + ACL token); the key and the token are secrets. The token
+# is the operator token (cloud_init/policies/operator.hcl), not the management token.
 pulumi.export("nomadClientCertPem", secrets.nomad_client_cert_pem)
 pulumi.export("nomadClientKeyPem", secrets.nomad_client_key_pem)
-pulumi.export("nomadToken", secrets.nomad_bootstrap_token)
+pulumi.export("nomadToken", secrets.nomad_operator_token)
 # What this deploy runs (by digest in protected stacks); `python -m deploy preview` reuses it.
 pulumi.export("images", {kind: config.images.ref(kind) for kind in ("app", "marketing", "docs")})
 

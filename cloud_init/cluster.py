@@ -1,7 +1,10 @@
-"""User data and agent configs for an app cluster node (Consul server + Nomad server and client).
+"""Files of an app cluster node (Consul server + Nomad server and client): first-boot user data, and
+the agent configs, drop-ins, policies and scripts pushed over SSH on every `pulumi up`.
 
 Agent configs are dicts dumped as JSON. Only public settings live here; gossip keys, ACL tokens and
-TLS keys are pushed over SSH into `secrets.json` / `tls/` next to them (components/cluster.py).
+TLS keys fill the SECRET_FILES slots (components/cluster_files.py), pushed next to them. Each file
+says what a change to it needs (cloud_init/files.py): certificates and Consul's ACL tokens are
+reloaded, settings read only at start restart the agent.
 """
 
 from __future__ import annotations
@@ -12,29 +15,54 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud_init import common
-from cloud_init.script_files import installed_path
+from cloud_init.files import DAEMON_RELOAD, PACKAGES, NodeFile, reload, restart
+from cloud_init.script_files import installed_path, nomad_policy_text
 from cloud_init.units import render_unit
 
 CONSUL_DATACENTER = "eu-central"
 NOMAD_REGION = "global"
+CONSUL_UNIT = "consul.service"
+NOMAD_UNIT = "nomad.service"
+AGENT_UNITS = (common.METADATA_BLOCK_UNIT, CONSUL_UNIT, NOMAD_UNIT)  # the order iot-apply handles them
 CONSUL_DIR = "/etc/iot/consul.d"
 NOMAD_DIR = "/etc/iot/nomad.d"
 POLICY_DIR = "/etc/iot/consul-policies"
+NOMAD_POLICY_DIR = "/etc/iot/nomad-policies"
+TOKENS_DIR = "/etc/iot/tokens"  # management tokens for on-node tools (gate, leave), root only
+DOCKER_CONFIG_DIR = "/etc/iot/docker"  # config.json: registry credentials for Nomad's docker driver
+CLUSTER_ENV = "/etc/iot/cluster.env"
+VERSIONS_ENV = "/etc/iot/versions.env"
 CNI_BIN_DIR = "/opt/cni/bin"
 CONSUL_HTTPS_PORT = 8501
 
-# TLS material and secret config the SSH push writes (components/cluster.py fills them in).
-CONSUL_SECRET_FILES = {
-    "ca": f"{CONSUL_DIR}/tls/ca.pem",
-    "cert": f"{CONSUL_DIR}/tls/node.pem",
-    "key": f"{CONSUL_DIR}/tls/node-key.pem",
-    "config": f"{CONSUL_DIR}/secrets.json",
-}
-NOMAD_SECRET_FILES = {
-    "ca": f"{NOMAD_DIR}/tls/ca.pem",
-    "cert": f"{NOMAD_DIR}/tls/node.pem",
-    "key": f"{NOMAD_DIR}/tls/node-key.pem",
-    "config": f"{NOMAD_DIR}/secrets.json",
+
+@dataclass(frozen=True)
+class SecretSlot:
+    """A pushed file whose content is a secret the component fills in."""
+
+    path: str
+    mode: str = "0600"
+    owner: str = "root"
+    on_change: tuple[str, ...] = ()
+
+
+# TLS material, gossip keys and ACL tokens: reload where the agent re-reads them on SIGHUP (Consul:
+# TLS and acl.tokens; Nomad: TLS), restart where it reads them only at start (gossip keys, Nomad's
+# Consul token). A new CA is a reload too.
+SECRET_FILES: dict[str, SecretSlot] = {
+    "consul_ca": SecretSlot(f"{CONSUL_DIR}/tls/ca.pem", "0644", "consul", (reload(CONSUL_UNIT),)),
+    "consul_cert": SecretSlot(f"{CONSUL_DIR}/tls/node.pem", "0644", "consul", (reload(CONSUL_UNIT),)),
+    "consul_key": SecretSlot(f"{CONSUL_DIR}/tls/node-key.pem", "0600", "consul", (reload(CONSUL_UNIT),)),
+    "consul_gossip": SecretSlot(f"{CONSUL_DIR}/secrets.json", "0600", "consul", (restart(CONSUL_UNIT),)),
+    "consul_tokens": SecretSlot(f"{CONSUL_DIR}/acl-tokens.json", "0600", "consul", (reload(CONSUL_UNIT),)),
+    "nomad_ca": SecretSlot(f"{NOMAD_DIR}/tls/ca.pem", "0644", on_change=(reload(NOMAD_UNIT),)),
+    "nomad_cert": SecretSlot(f"{NOMAD_DIR}/tls/node.pem", "0644", on_change=(reload(NOMAD_UNIT),)),
+    "nomad_key": SecretSlot(f"{NOMAD_DIR}/tls/node-key.pem", "0600", on_change=(reload(NOMAD_UNIT),)),
+    "nomad_secrets": SecretSlot(f"{NOMAD_DIR}/secrets.json", "0600", on_change=(restart(NOMAD_UNIT),)),
+    "consul_management": SecretSlot(f"{TOKENS_DIR}/consul-management"),
+    "nomad_management": SecretSlot(f"{TOKENS_DIR}/nomad-management"),
+    # Nomad's docker driver reads it on every image pull: no restart needed.
+    "docker_config": SecretSlot(f"{DOCKER_CONFIG_DIR}/config.json"),
 }
 
 # Consul ACL rules (JSON form) for the tokens the bootstrap script creates.
@@ -48,6 +76,8 @@ CONSUL_POLICIES: dict[str, dict[str, Any]] = {
     },
     "catalog-read": {"node_prefix": {"": {"policy": "read"}}, "service_prefix": {"": {"policy": "read"}}},
 }
+# Nomad ACL policies (cloud_init/policies/<name>.hcl) for the deployer (Pulumi) and operator tokens.
+NOMAD_POLICIES = ("deployer", "operator")
 
 
 @dataclass(frozen=True)
@@ -87,9 +117,9 @@ def consul_config(spec: ClusterNodeSpec) -> dict[str, Any]:
         "ports": {"http": -1, "https": CONSUL_HTTPS_PORT, "grpc": -1, "grpc_tls": 8503},
         "tls": {
             "defaults": {
-                "ca_file": CONSUL_SECRET_FILES["ca"],
-                "cert_file": CONSUL_SECRET_FILES["cert"],
-                "key_file": CONSUL_SECRET_FILES["key"],
+                "ca_file": SECRET_FILES["consul_ca"].path,
+                "cert_file": SECRET_FILES["consul_cert"].path,
+                "key_file": SECRET_FILES["consul_key"].path,
                 "verify_incoming": True,
                 "verify_outgoing": True,
             },
@@ -104,6 +134,9 @@ def consul_config(spec: ClusterNodeSpec) -> dict[str, Any]:
             "down_policy": "extend-cache",
             "enable_token_persistence": True,
         },
+        # A server that died without leaving is pruned from Raft (the default, stated on purpose:
+        # node removal relies on it when the node cannot run its leave step).
+        "autopilot": {"cleanup_dead_servers": True},
         "enable_script_checks": False,
         "disable_remote_exec": True,
     }
@@ -125,6 +158,7 @@ def nomad_config(spec: ClusterNodeSpec) -> dict[str, Any]:
             "bootstrap_expect": len(spec.server_ips),
             "server_join": {"retry_join": list(spec.server_ips)},
         },
+        "autopilot": {"cleanup_dead_servers": True},
         "client": {
             "enabled": True,
             "servers": [f"{ip}:4647" for ip in spec.server_ips],
@@ -135,20 +169,23 @@ def nomad_config(spec: ClusterNodeSpec) -> dict[str, Any]:
         "tls": {
             "http": True,
             "rpc": True,
-            "ca_file": NOMAD_SECRET_FILES["ca"],
-            "cert_file": NOMAD_SECRET_FILES["cert"],
-            "key_file": NOMAD_SECRET_FILES["key"],
+            "ca_file": SECRET_FILES["nomad_ca"].path,
+            "cert_file": SECRET_FILES["nomad_cert"].path,
+            "key_file": SECRET_FILES["nomad_key"].path,
             "verify_server_hostname": True,
             "verify_https_client": True,
         },
         "consul": {
             "address": f"127.0.0.1:{CONSUL_HTTPS_PORT}",
             "ssl": True,
-            "ca_file": CONSUL_SECRET_FILES["ca"],
+            "ca_file": SECRET_FILES["consul_ca"].path,
             "grpc_address": "127.0.0.1:8503",
-            "grpc_ca_file": CONSUL_SECRET_FILES["ca"],
+            "grpc_ca_file": SECRET_FILES["consul_ca"].path,
         },
-        # The docker plugin keeps its defaults: no privileged containers, no host volume mounts.
+        # The docker plugin keeps its defaults (no privileged containers, no host volume mounts) and
+        # pulls with the registry credentials pushed to this node (iot:registry), never with
+        # credentials in a job spec. Images of registries not in the file are pulled anonymously.
+        "plugin": {"docker": {"config": {"auth": {"config": SECRET_FILES["docker_config"].path}}}},
         "telemetry": {"prometheus_metrics": True, "publish_allocation_metrics": True, "publish_node_metrics": True},
     }
 
@@ -176,49 +213,69 @@ def agent_dropin(agent: str, config_dir: str, extra_unit: Sequence[tuple[str, st
     })
 
 
-def _json_file(path: str, data: Any, owner: str = "root:root", defer: bool = False) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": path, "permissions": "0644", "owner": owner,
-                             "content": json.dumps(data, indent=2, sort_keys=True) + "\n"}
-    if defer:
-        entry["defer"] = True  # written after packages, once the consul user exists
-    return entry
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _env(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def cluster_env(spec: ClusterNodeSpec) -> str:
+    """Who this node is and who its peers are: read by the health gate and the leave step."""
+    return _env({"NODE_NAME": spec.hostname, "NODE_IP": spec.private_ip, "SERVER_IPS": " ".join(spec.server_ips)})
+
+
+def versions_env(spec: ClusterNodeSpec) -> str:
+    return _env({"CONSUL_VERSION": spec.consul_version, "NOMAD_VERSION": spec.nomad_version,
+                 "CNI_VERSION": spec.cni_version})
+
+
+def cluster_node_files(spec: ClusterNodeSpec) -> list[NodeFile]:
+    """Every public file a cluster node gets pushed, with what a change to it needs."""
+    return [
+        *common.host_node_files(),
+        NodeFile(f"{CONSUL_DIR}/consul.json", _json(consul_config(spec)), owner="consul",
+                 on_change=(restart(CONSUL_UNIT),)),
+        NodeFile(f"{NOMAD_DIR}/nomad.json", _json(nomad_config(spec)), on_change=(restart(NOMAD_UNIT),)),
+        NodeFile(f"/etc/systemd/system/{CONSUL_UNIT}.d/10-iot.conf", agent_dropin("consul", CONSUL_DIR),
+                 on_change=(DAEMON_RELOAD, restart(CONSUL_UNIT))),
+        NodeFile(f"/etc/systemd/system/{NOMAD_UNIT}.d/10-iot.conf",
+                 agent_dropin("nomad", NOMAD_DIR, [("Wants", CONSUL_UNIT), ("After", CONSUL_UNIT)]),
+                 on_change=(DAEMON_RELOAD, restart(NOMAD_UNIT))),
+        NodeFile(VERSIONS_ENV, versions_env(spec), on_change=(PACKAGES,)),
+        NodeFile(CLUSTER_ENV, cluster_env(spec)),
+        *(NodeFile(f"{POLICY_DIR}/{name}.json", _json(rules)) for name, rules in CONSUL_POLICIES.items()),
+        *(NodeFile(f"{NOMAD_POLICY_DIR}/{name}.hcl", nomad_policy_text(name)) for name in NOMAD_POLICIES),
+        common.script_node_file("install-cni.sh"),
+        common.script_node_file("health-gate.sh"),
+        common.script_node_file("cluster-bootstrap.sh"),
+        common.script_node_file("node-leave.sh"),
+    ]
 
 
 def render_cluster_user_data(spec: ClusterNodeSpec) -> str:
-    """`#cloud-config` for one cluster node. Contains no secret of any kind."""
-    write_files = [
-        common.sysctl_file(),
-        common.modules_file(),
-        common.script_file("block-metadata.sh"),
-        common.script_file("install-cni.sh"),
-        common.script_file("install_files.py"),
-        common.script_file("cluster-bootstrap.sh"),
-        common.metadata_block_unit(),
-        {"path": "/etc/systemd/system/consul.service.d/10-iot.conf", "permissions": "0644",
-         "content": agent_dropin("consul", CONSUL_DIR)},
-        {"path": "/etc/systemd/system/nomad.service.d/10-iot.conf", "permissions": "0644",
-         "content": agent_dropin("nomad", NOMAD_DIR, [("Wants", "consul.service"), ("After", "consul.service")])},
-        _json_file(f"{CONSUL_DIR}/consul.json", consul_config(spec), owner="consul:consul", defer=True),
-        _json_file(f"{NOMAD_DIR}/nomad.json", nomad_config(spec)),
-        *(_json_file(f"{POLICY_DIR}/{name}.json", rules) for name, rules in CONSUL_POLICIES.items()),
-    ]
+    """`#cloud-config` for one cluster node: first boot only, no secret of any kind."""
+    consul, nomad = f"{spec.consul_version}-1", f"{spec.nomad_version}-1"
     packages: list[str | list[str]] = [
-        ["consul", f"{spec.consul_version}-1"],
-        ["nomad", f"{spec.nomad_version}-1"],
+        ["consul", consul],
+        ["nomad", nomad],
         *common.docker_packages(),
         "curl",
         "iptables",
         "ca-certificates",
     ]
-    runcmd = [
-        [installed_path("install-cni.sh"), spec.cni_version],
-        *common.base_runcmd(),
-    ]
+    runcmd = common.first_boot_runcmd([
+        common.step("enable Docker", "systemctl", "enable", "--now", "docker.service"),
+        common.step(f"install CNI plugins {spec.cni_version}", installed_path("install-cni.sh"), spec.cni_version),
+        common.step("check Docker, CNI plugins and pinned agent versions", installed_path("first-boot-check.sh"),
+                    "docker.service", f"cni={spec.cni_version}", f"consul={consul}", f"nomad={nomad}"),
+    ])
     document = common.cloud_config(
         hostname=spec.hostname,
         sources={"hashicorp": common.hashicorp_source(), "docker": common.docker_source()},
         packages=packages,
-        write_files=write_files,
+        write_files=[common.first_boot_file("install-cni.sh"), common.first_boot_file("first-boot-check.sh")],
         runcmd=runcmd,
     )
     return common.dump_cloud_config(document)

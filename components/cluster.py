@@ -1,15 +1,22 @@
 """AppCluster: the EU Hetzner cluster, each node a Consul server + Nomad server and client.
 
 Network + eu-central subnet with fixed private IPs (Consul/Nomad retry_join needs them: there is
-no Hetzner cloud auto-join), spread placement group, one firewall, then per node: user data with
-no secrets, a node certificate, and SSH steps that wait for cloud-init, push secrets via stdin and
-start the agents. The first node finally bootstraps ACLs and waits until every client is ready.
+no Hetzner cloud auto-join), spread placement group, one firewall, then per node: first-boot user
+data (no secrets, ignored after creation), a node certificate, and SSH steps:
+
+    wait for first boot -> push every file the node may ever need changed (digest = trigger)
+      -> start (first start only) ... -> apply -> health gate   (rolling: node by node)
+      -> bootstrap ACLs and wait for ready clients              (after the last gate)
+
+A config change re-pushes the files of every affected node at once (writing files restarts
+nothing), then applies them one node at a time: node N+1's apply step waits for node N's health
+gate. Removing a node runs its leave step (drain, leave Raft) before its server is deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,24 +25,28 @@ import pulumi_hcloud as hcloud
 from pulumi_command import remote as command_remote
 
 from cloud_init.cluster import (
+    AGENT_UNITS,
     CONSUL_DATACENTER,
-    CONSUL_SECRET_FILES,
     NOMAD_REGION,
-    NOMAD_SECRET_FILES,
     ClusterNodeSpec,
     render_cluster_user_data,
 )
 from components import remote
-from components.config import ConfigError, StackConfig
+from components.cluster_files import cluster_node_bundle
+from components.config import ClusterNodeConfig, ConfigError, StackConfig
 from components.firewall import cloudflare_ip_ranges, cluster_rules, hcloud_rules
+from components.registry import docker_config
 from components.secrets import ClusterSecrets
 
 NETWORK_CIDR = "10.0.0.0/16"
 SUBNET_CIDR = "10.0.1.0/24"
 NETWORK_ZONE = "eu-central"
-FIRST_HOST = 11  # 10.0.1.11, .12, ... (.1 is Hetzner's gateway)
+HOST_OFFSET = 10  # node id 1 -> 10.0.1.11, id 2 -> .12, ... (.1 is Hetzner's gateway)
 # Servers survive config edits: user data, image and keys only matter at first boot.
 SERVER_IGNORE_CHANGES = ["user_data", "image", "ssh_keys"]
+GATE_TIMEOUT = "15m"
+# The leave step dials a node that may be gone: give up after a few attempts (README: Day-2 operations).
+LEAVE_DIAL_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -48,12 +59,19 @@ class ClusterNode:
     public_ipv6: pulumi.Output[str] | None = None
 
 
-def private_ip(index: int) -> str:
-    return str(ipaddress.ip_network(SUBNET_CIDR)[FIRST_HOST + index])
+@dataclass(frozen=True)
+class _Provisioned:
+    node: ClusterNode
+    steps: remote.Provisioned
 
 
-def node_name(stack: str, index: int, location: str) -> str:
-    return f"iot-{stack}-{index + 1}-{location}"
+def private_ip(node_id: int) -> str:
+    """A node's fixed private IP, from its stable id (never from its position in the config list)."""
+    return str(ipaddress.ip_network(SUBNET_CIDR)[HOST_OFFSET + node_id])
+
+
+def node_name(stack: str, node_id: int, location: str) -> str:
+    return f"iot-{stack}-{node_id}-{location}"
 
 
 def node_dns_names(hostname: str) -> list[str]:
@@ -94,8 +112,9 @@ def check_server_types(wanted: Sequence[tuple[str, str, str]]) -> None:
             raise ConfigError(problem)
 
 
-def _json_secret(data: pulumi.Input[dict]) -> pulumi.Output[str]:
-    return pulumi.Output.secret(pulumi.Output.from_input(data).apply(lambda d: json.dumps(d, indent=2, sort_keys=True)))
+def _combined_digest(digests: Sequence[pulumi.Output[str]]) -> pulumi.Output[str]:
+    return pulumi.Output.secret(pulumi.Output.all(*digests).apply(
+        lambda values: hashlib.sha256("".join(values).encode()).hexdigest()))
 
 
 class AppCluster(pulumi.ComponentResource):
@@ -109,7 +128,7 @@ class AppCluster(pulumi.ComponentResource):
         super().__init__("iot:cluster:AppCluster", name, None, opts)
         cluster = config.cluster
         protect = config.protect
-        check_server_types([(cluster.server_type, loc, "cluster.serverType") for loc in cluster.locations])
+        check_server_types([(cluster.server_type, node.location, "cluster.serverType") for node in cluster.nodes])
         labels = {"app": "iot", "stack": config.stack, "role": "cluster"}
         child = pulumi.ResourceOptions(parent=self, protect=protect)
 
@@ -136,20 +155,32 @@ class AppCluster(pulumi.ComponentResource):
             labels=labels, opts=pulumi.ResourceOptions(parent=self),
         )
 
-        server_ips = tuple(private_ip(i) for i in range(len(cluster.locations)))
-        self.nodes: list[ClusterNode] = []
-        started: list[pulumi.Resource] = []
-        connections = []
-        for index, location in enumerate(cluster.locations):
-            node, start, conn = self._node(name, config, secrets, index, location, server_ips, labels)
-            self.nodes.append(node)
-            started.append(start)
-            connections.append(conn)
+        server_ips = tuple(private_ip(node.id) for node in cluster.nodes)
+        registry_auth = docker_config(config.registry)
+        provisioned = [
+            self._node(name, config, secrets, spec, server_ips, labels, registry_auth)
+            for spec in cluster.nodes  # id order: the rollout order never depends on the list order
+        ]
+        self.nodes: list[ClusterNode] = [p.node for p in provisioned]
 
-        first = self.nodes[0]
+        # Rolling: node N+1 applies its pushed changes only once node N passed its health gate.
+        previous_gate: pulumi.Resource | None = None
+        for p in provisioned:
+            node, steps = p.node, p.steps
+            common = {"conn": steps.conn, "user": config.ssh_user, "parent": self, "deleted_with": node.server}
+            apply = remote.run(
+                f"{name}-{node.name}-apply", create=remote.apply_command(AGENT_UNITS), triggers=[steps.digest],
+                depends_on=[steps.push, steps.start, *([previous_gate] if previous_gate else [])], **common,
+            )
+            previous_gate = remote.run(
+                f"{name}-{node.name}-gate", create=remote.HEALTH_GATE, triggers=[steps.digest],
+                depends_on=[apply], timeout=GATE_TIMEOUT, **common,
+            )
+
+        first = provisioned[0]
         self.ready = remote.run(
             f"{name}-bootstrap",
-            conn=connections[0],
+            conn=first.steps.conn,
             user=config.ssh_user,
             create=remote.bootstrap_command(len(self.nodes)),
             stdin=remote.lines([
@@ -158,13 +189,19 @@ class AppCluster(pulumi.ComponentResource):
                 secrets.nomad_consul_token,
                 secrets.consul_catalog_token,
                 secrets.nomad_bootstrap_token,
+                secrets.nomad_deployer_accessor,
+                secrets.nomad_deployer_token,
+                secrets.nomad_operator_accessor,
+                secrets.nomad_operator_token,
             ]),
+            # Re-run after any rollout: upserts are idempotent, and it ends by checking every client is ready.
+            triggers=[_combined_digest([p.steps.digest for p in provisioned])],
             parent=self,
-            depends_on=started,
-            deleted_with=first.server,
+            depends_on=[previous_gate, first.steps.push] if previous_gate else [first.steps.push],
+            deleted_with=first.node.server,
             timeout="30m",
         )
-        self.nomad_address: pulumi.Output[str] = first.public_ipv4.apply(lambda ip: f"https://{ip}:4646")
+        self.nomad_address: pulumi.Output[str] = first.node.public_ipv4.apply(lambda ip: f"https://{ip}:4646")
         self.register_outputs({
             "nomadAddress": self.nomad_address,
             "publicIpv4s": [n.public_ipv4 for n in self.nodes],
@@ -176,13 +213,14 @@ class AppCluster(pulumi.ComponentResource):
         name: str,
         config: StackConfig,
         secrets: ClusterSecrets,
-        index: int,
-        location: str,
+        spec_config: ClusterNodeConfig,
         server_ips: tuple[str, ...],
         labels: dict[str, str],
-    ) -> tuple[ClusterNode, pulumi.Resource, command_remote.ConnectionArgs]:
-        hostname = node_name(config.stack, index, location)
-        ip = server_ips[index]
+        registry_auth: pulumi.Output[str],
+    ) -> _Provisioned:
+        location = spec_config.location
+        hostname = node_name(config.stack, spec_config.id, location)
+        ip = private_ip(spec_config.id)
         spec = ClusterNodeSpec(
             hostname=hostname, datacenter=location, private_ip=ip, private_cidr=SUBNET_CIDR,
             server_ips=server_ips, consul_version=config.versions.consul,
@@ -210,36 +248,26 @@ class AppCluster(pulumi.ComponentResource):
         )
         cert = secrets.issue_certificate(
             f"{name}-{hostname}-tls", common_name=hostname, dns_names=node_dns_names(hostname),
-            ip_addresses=["127.0.0.1", ip, server.ipv4_address], parent=self,
+            ip_addresses=["127.0.0.1", ip, server.ipv4_address], parent=self, stagger=spec_config.id - 1,
         )
-        consul_secrets = _json_secret({
-            "encrypt": secrets.consul_gossip_key,
-            "acl": {"tokens": {"initial_management": secrets.consul_management_token,
-                               "agent": secrets.consul_agent_token}},
-        })
-        nomad_secrets = _json_secret({
-            "server": {"encrypt": secrets.nomad_gossip_key},
-            "consul": {"token": secrets.nomad_consul_token},
-        })
-        files = [
-            remote.file_entry(CONSUL_SECRET_FILES["ca"], secrets.ca_cert_pem, "0644", "consul"),
-            remote.file_entry(CONSUL_SECRET_FILES["cert"], cert.cert_pem, "0644", "consul"),
-            remote.file_entry(CONSUL_SECRET_FILES["key"], cert.key_pem, "0600", "consul"),
-            remote.file_entry(CONSUL_SECRET_FILES["config"], consul_secrets, "0600", "consul"),
-            remote.file_entry(NOMAD_SECRET_FILES["ca"], secrets.ca_cert_pem, "0644"),
-            remote.file_entry(NOMAD_SECRET_FILES["cert"], cert.cert_pem, "0644"),
-            remote.file_entry(NOMAD_SECRET_FILES["key"], cert.key_pem, "0600"),
-            remote.file_entry(NOMAD_SECRET_FILES["config"], nomad_secrets, "0600"),
-        ]
-        conn = remote.connection(server.ipv4_address, config.ssh_user, secrets.ssh_private_key)
-        common = {"conn": conn, "user": config.ssh_user, "parent": self, "deleted_with": server}
-        wait = remote.run(f"{name}-{hostname}-wait-cloud-init", create=remote.WAIT_CLOUD_INIT,
-                          timeout="30m", **common)
-        bundle = remote.files_bundle(files)
-        push = remote.run(f"{name}-{hostname}-push-secrets", create=remote.INSTALL_FILES,
-                          stdin=bundle, depends_on=[wait], **common)
-        start = remote.run(f"{name}-{hostname}-start-agents", create=remote.START_AGENTS,
-                           depends_on=[push], triggers=[remote.content_digest(bundle)], **common)
+        steps = remote.provision(
+            f"{name}-{hostname}", host=server, address=server.ipv4_address, user=config.ssh_user,
+            private_key=secrets.ssh_private_key, files=cluster_node_bundle(spec, secrets, cert, registry_auth),
+            start=remote.apply_command(AGENT_UNITS, start_only=True), restart_on_change=False, parent=self,
+        )
+        # Runs `iot-node-leave` when the node is removed, before its server is deleted.
+        self._leave_step(name, config, secrets, hostname, server, depends_on=[steps.push])
         node = ClusterNode(name=hostname, location=location, private_ip=ip, public_ipv4=server.ipv4_address,
                            server=server, public_ipv6=server.ipv6_address)
-        return node, start, conn
+        return _Provisioned(node=node, steps=steps)
+
+    def _leave_step(
+        self, name: str, config: StackConfig, secrets: ClusterSecrets, hostname: str, server: hcloud.Server,
+        depends_on: Sequence[pulumi.Resource],
+    ) -> command_remote.Command:
+        conn = remote.connection(server.ipv4_address, config.ssh_user, secrets.ssh_private_key,
+                                 dial_error_limit=LEAVE_DIAL_ATTEMPTS)
+        return remote.run(
+            f"{name}-{hostname}-leave", conn=conn, user=config.ssh_user, create=remote.NO_OP,
+            delete=remote.NODE_LEAVE, parent=self, deleted_with=None, depends_on=depends_on,
+        )

@@ -8,6 +8,7 @@ raises `ConfigError` (naming the key, the bad value and the fix) before any reso
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ DEFAULT_SERVICES: dict[str, dict[str, int]] = {
     "marketing": {"count": 2, "cpu": 100, "memory": 64},
     "docs": {"count": 2, "cpu": 100, "memory": 64},
 }
-DEFAULT_VERSIONS = {"consul": "1.22.7", "nomad": "2.0.1", "traefik": "v3.6.2", "cni": "1.6.2"}
+DEFAULT_VERSIONS = {"consul": "1.22.7", "nomad": "2.0.7", "traefik": "v3.6.25", "cni": "1.6.2"}
 DEFAULT_IMAGES = {
     "app": "ghcr.io/my-iot-app/iot",
     "marketing": "ghcr.io/my-iot-app/marketing",
@@ -104,6 +105,8 @@ STEERING_POLICIES = ("off", "geo", "random", "dynamic_latency", "proximity",
 CHECK_REGIONS = ("WNAM", "ENAM", "WEU", "EEU", "NSAM", "SSAM", "OC", "ME", "NAF", "SAF", "SAS", "SEAS",
                  "NEAS", "ALL_REGIONS")
 SECRET_KEYS = ("databaseUrl", "redisUrl")
+OPTIONAL_SECRET_KEYS = ("registry",)
+REGISTRY_EXAMPLE = '{"server": "ghcr.io", "username": "<user>", "password": "<token with read:packages>"}'
 
 _LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -113,6 +116,7 @@ _IMAGE_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(
                        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
 _DIGEST_SUFFIX_RE = re.compile(r"@sha256:[a-f0-9]{64}$")
 _CF_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_REGISTRY_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
 _SECRET_SCHEMES = {"databaseUrl": ("postgresql://", "postgres://"), "redisUrl": ("redis://", "rediss://")}
 
 
@@ -121,10 +125,24 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class ClusterNodeConfig:
+    """One app node. `id` is its stable identity: name and private IP derive from it, never from
+    the node's position in the list, so reordering or removing another entry leaves it alone."""
+
+    id: int
+    location: str
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     server_type: str
     image: str
-    locations: tuple[str, ...]
+    nodes: tuple[ClusterNodeConfig, ...]  # sorted by id
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        """Every node's location, in id order (one entry per node)."""
+        return tuple(node.location for node in self.nodes)
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,15 @@ class CloudflareConfig:
 
 
 @dataclass(frozen=True)
+class RegistryConfig:
+    """Credentials for pulling private images (iot:registry); the password is a secret Output."""
+
+    server: str
+    username: str
+    password: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     domain: str
@@ -199,6 +226,7 @@ class StackConfig:
     ssh_user: str
     database_url: pulumi.Output[str]
     redis_url: pulumi.Output[str]
+    registry: RegistryConfig | None = None
 
     @property
     def monitor_names(self) -> tuple[str, ...]:
@@ -305,34 +333,70 @@ def _check_server_type(server_type: str, location: str, key: str) -> None:
         )
 
 
+MAX_NODE_ID = 200  # private IPs 10.0.1.11 .. 10.0.1.210 (components/cluster.py)
+CLUSTER_EXAMPLE = "{serverType: cx23, image: debian-12, nodes: [{id: 1, location: fsn1}]}"
+
+
+def _locations_migration(raw: object) -> ConfigError:
+    """The old `locations` list gave nodes their identity by position: say exactly what to write instead."""
+    locations = list(raw) if isinstance(raw, Sequence) and not isinstance(raw, str | bytes) else []
+    nodes = ", ".join(f"{{id: {i + 1}, location: {loc}}}" for i, loc in enumerate(locations)) or "{id: 1, location: fsn1}"
+    return ConfigError(
+        "iot:cluster.locations is no longer supported: a node's name and private IP came from its position in "
+        "that list, so removing or reordering an entry renamed and re-addressed live Raft servers. Replace it with "
+        f"`nodes: [{nodes}]`; these ids keep your existing servers (name iot-<stack>-<id>-<location>, private IP "
+        "10.0.1.<10+id>), and a new node takes an id no node has used before"
+    )
+
+
+def _cluster_node(raw: object, i: int, server_type: str) -> ClusterNodeConfig:
+    key = f"cluster.nodes[{i}]"
+    data = _mapping(raw, key, "{id: 1, location: fsn1}")
+    _unknown_fields(data, key, ("id", "location"))
+    node_id = _int(data.get("id"), f"{key}.id", 1)
+    if node_id > MAX_NODE_ID:
+        raise ConfigError(
+            f"iot:{key}.id {node_id} is above {MAX_NODE_ID}; ids name nodes and pick their private IP "
+            f"(10.0.1.<10+id>): use a number from 1 to {MAX_NODE_ID}"
+        )
+    loc = _string(data.get("location"), f"{key}.location", "use fsn1, nbg1 or hel1")
+    if loc not in HETZNER_LOCATIONS:
+        raise ConfigError(
+            f"iot:{key}.location {loc!r} is not a Hetzner location; use one of {', '.join(sorted(EU_LOCATIONS))}"
+        )
+    if loc not in EU_LOCATIONS:
+        raise ConfigError(
+            f"iot:{key}.location {loc!r} is in network zone {HETZNER_LOCATIONS[loc]}, outside the EU; the private "
+            f"network lives in eu-central: use one of {', '.join(sorted(EU_LOCATIONS))}"
+        )
+    _check_server_type(server_type, loc, "cluster.serverType")
+    return ClusterNodeConfig(id=node_id, location=loc)
+
+
 def _cluster(raw: object) -> ClusterConfig:
-    example = "{serverType: cx23, image: debian-12, locations: [fsn1]}"
-    data = _mapping(raw, "cluster", example)
-    _unknown_fields(data, "cluster", ("serverType", "image", "locations"))
+    data = _mapping(raw, "cluster", CLUSTER_EXAMPLE)
+    if "locations" in data:
+        raise _locations_migration(data["locations"])
+    _unknown_fields(data, "cluster", ("serverType", "image", "nodes"))
     server_type = _string(data.get("serverType", "cx23"), "cluster.serverType", "example: cx23")
     image = _string(data.get("image", "debian-12"), "cluster.image", "example: debian-12")
-    locations = _sequence(data.get("locations"), "cluster.locations", "[fsn1, nbg1, hel1]")
-    if len(locations) % 2 == 0:
+    items = _sequence(data.get("nodes"), "cluster.nodes", "[{id: 1, location: fsn1}]")
+    if len(items) % 2 == 0:
         raise ConfigError(
-            f"iot:cluster.locations has {len(locations)} entries; Consul and Nomad need an odd number of "
-            "servers for a quorum: use 1, 3 or 5 locations (one node per entry, e.g. [fsn1, nbg1, hel1])"
+            f"iot:cluster.nodes has {len(items)} entries; Consul and Nomad need an odd number of "
+            "servers for a quorum: use 1, 3 or 5 nodes, e.g. "
+            "[{id: 1, location: fsn1}, {id: 2, location: nbg1}, {id: 3, location: hel1}]"
         )
-    result = []
-    for i, loc in enumerate(locations):
-        key = f"cluster.locations[{i}]"
-        loc = _string(loc, key, "use fsn1, nbg1 or hel1")
-        if loc not in HETZNER_LOCATIONS:
+    nodes = [_cluster_node(item, i, server_type) for i, item in enumerate(items)]
+    seen: dict[int, int] = {}
+    for i, node in enumerate(nodes):
+        if node.id in seen:
             raise ConfigError(
-                f"iot:{key} {loc!r} is not a Hetzner location; use one of {', '.join(sorted(EU_LOCATIONS))}"
+                f"iot:cluster.nodes[{i}].id {node.id} duplicates iot:cluster.nodes[{seen[node.id]}]; each node "
+                f"needs its own id (it names the server and picks its private IP): use {max(seen) + 1}"
             )
-        if loc not in EU_LOCATIONS:
-            raise ConfigError(
-                f"iot:{key} {loc!r} is in network zone {HETZNER_LOCATIONS[loc]}, outside the EU; the private "
-                f"network lives in eu-central: use one of {', '.join(sorted(EU_LOCATIONS))}"
-            )
-        _check_server_type(server_type, loc, "cluster.serverType")
-        result.append(loc)
-    return ClusterConfig(server_type=server_type, image=image, locations=tuple(result))
+        seen[node.id] = i
+    return ClusterConfig(server_type=server_type, image=image, nodes=tuple(sorted(nodes, key=lambda n: n.id)))
 
 
 def _monitor(raw: object, i: int) -> MonitorConfig:
@@ -403,7 +467,7 @@ def _monitors(raw: object) -> tuple[MonitorConfig, ...]:
 
 
 def _versions(raw: object) -> Versions:
-    data = _mapping(raw if raw is not None else {}, "versions", '{consul: "1.22.7", nomad: "2.0.1"}')
+    data = _mapping(raw if raw is not None else {}, "versions", '{consul: "1.22.7", nomad: "2.0.7"}')
     _unknown_fields(data, "versions", tuple(DEFAULT_VERSIONS))
     values = {name: str(data.get(name, default)).strip() for name, default in DEFAULT_VERSIONS.items()}
     for name, value in values.items():
@@ -560,8 +624,40 @@ def _secret(secrets: Mapping[str, object], key: str) -> pulumi.Output[str]:
     return pulumi.Output.secret(value)
 
 
+def _registry(value: object) -> RegistryConfig | None:
+    """iot:registry: a JSON object {server, username, password}; the password is never echoed."""
+    if value is None:
+        return None
+    fix = f"set it with `pulumi config set --secret iot:registry '{REGISTRY_EXAMPLE}'`"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"iot:registry must be a JSON object with server, username and password; {fix}")
+    unknown = sorted(set(value) - {"server", "username", "password"})
+    if unknown:
+        raise ConfigError(f"iot:registry has unknown field(s) {', '.join(unknown)}; allowed fields: server, "
+                          f"username, password; {fix}")
+    for field in ("server", "username", "password"):
+        if not isinstance(value.get(field), str) or not value[field].strip():
+            raise ConfigError(f"iot:registry.{field} is missing; {fix}")
+    server = value["server"].strip().lower()
+    if not _REGISTRY_HOST_RE.match(server):
+        raise ConfigError(f"iot:registry.server {value['server']!r} is not a registry host; use the host name "
+                          f"only, e.g. ghcr.io (no scheme, no path); {fix}")
+    return RegistryConfig(server=server, username=value["username"].strip(),
+                          password=pulumi.Output.secret(value["password"]))
+
+
 def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[str, object]) -> StackConfig:
     """Validate raw `iot:*` values (keys without the namespace) into a StackConfig, or raise ConfigError."""
+    if "registry" in raw:
+        raise ConfigError(
+            "iot:registry holds credentials and is stored in plain text; remove it from the stack file and "
+            f"set it with `pulumi config set --secret iot:registry '{REGISTRY_EXAMPLE}'`"
+        )
     known = {"domain", "adminCidrs", "cluster", "monitors", "versions", "images", "imageTag", "services",
              "edge", "cloudflare", "protect", "sshUser", *SECRET_KEYS}
     unknown = sorted(set(raw) - known)
@@ -571,7 +667,7 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
             f"known keys: {', '.join(_key(k) for k in sorted(known))}"
         )
     if "cluster" not in raw:
-        raise ConfigError("iot:cluster is missing; add e.g. `iot:cluster: {serverType: cx23, locations: [fsn1]}`")
+        raise ConfigError(f"iot:cluster is missing; add e.g. `iot:cluster: {CLUSTER_EXAMPLE}`")
     ssh_user = _string(raw.get("sshUser", "root"), "sshUser", "e.g. root")
     if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", ssh_user):
         raise ConfigError(f"iot:sshUser {ssh_user!r} is not a valid Unix user name; use e.g. root")
@@ -595,6 +691,7 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
         ssh_user=ssh_user,
         database_url=_secret(secrets, "databaseUrl"),
         redis_url=_secret(secrets, "redisUrl"),
+        registry=_registry(secrets.get("registry")),
     )
 
 
@@ -617,8 +714,8 @@ def load_stack_config() -> StackConfig:
     secrets: dict[str, object] = {}
     # Which keys the stack stores encrypted: from the runtime, or the env the CLI hands the program.
     secret_keys = set(pulumi.runtime.get_config_secret_keys_env())
-    secret_keys |= {_key(k) for k in SECRET_KEYS if pulumi.runtime.is_config_secret(_key(k))}
-    for key in SECRET_KEYS:
+    secret_keys |= {_key(k) for k in (*SECRET_KEYS, *OPTIONAL_SECRET_KEYS) if pulumi.runtime.is_config_secret(_key(k))}
+    for key in (*SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
         value = config.get(key)
         # With no secret-key information at all we cannot tell, so only a known plaintext key fails.
         if value is not None and secret_keys and _key(key) not in secret_keys:

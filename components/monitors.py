@@ -1,8 +1,9 @@
 """MonitorFleet: one small server per configured region, outside the cluster, running `iot monitor`.
 
 Hetzner serves ash, hil, sin and the EU; Linode serves what Hetzner does not (Tokyo, Osaka).
-Both get the same user data (Docker + a systemd unit); the image reference and the container
-environment (REDIS_URL is a secret) are pushed over SSH via stdin into /etc/iot.
+Both get the same first-boot user data (Docker); the systemd unit, the image reference, the
+container environment (REDIS_URL is a secret) and registry credentials are pushed over SSH via stdin
+(components/remote.py provision()), so every later edit reaches the running node.
 """
 
 from __future__ import annotations
@@ -14,11 +15,21 @@ import pulumi
 import pulumi_hcloud as hcloud
 import pulumi_linode as linode
 
-from cloud_init.monitor import CONTAINER_PORT, ENV_FILE, IMAGE_FILE, render_monitor_user_data
+from cloud_init.files import restart
+from cloud_init.monitor import (
+    CONTAINER_PORT,
+    DOCKER_CONFIG_DIR,
+    ENV_FILE,
+    UNIT_NAME,
+    UNITS,
+    monitor_node_files,
+    render_monitor_user_data,
+)
 from components import remote
 from components.cluster import SERVER_IGNORE_CHANGES, check_server_types
 from components.config import MonitorConfig, StackConfig
 from components.firewall import cloudflare_ip_ranges, hcloud_rules, linode_inbounds, monitor_rules
+from components.registry import docker_config
 from components.secrets import ClusterSecrets
 
 LINODE_IGNORE_CHANGES = ["metadatas", "image", "authorized_keys"]
@@ -50,10 +61,6 @@ def monitor_env(config: StackConfig, monitor: MonitorConfig) -> pulumi.Output[st
     return pulumi.Output.secret(config.redis_url.apply(
         lambda redis_url: "".join(f"{k}={v}\n" for k, v in {**plain, "REDIS_URL": redis_url}.items())
     ))
-
-
-def image_env(config: StackConfig) -> str:
-    return f"IOT_MONITOR_IMAGE={config.images.ref('app')}\n"
 
 
 class MonitorFleet(pulumi.ComponentResource):
@@ -151,20 +158,17 @@ class MonitorFleet(pulumi.ComponentResource):
     def _configure(
         self, name: str, monitor: MonitorConfig, host: pulumi.Resource, public_ipv4: pulumi.Output[str],
     ) -> MonitorNode:
-        """Wait for cloud-init, push the env and image files, (re)start the unit."""
+        """Wait for first boot, push the unit, env and image files, (re)start the monitor on any change."""
         config = self._config
-        conn = remote.connection(public_ipv4, config.ssh_user, self._secrets.ssh_private_key)
-        common = {"conn": conn, "user": config.ssh_user, "parent": self, "deleted_with": host}
-        wait = remote.run(f"{name}-{monitor.name}-wait-cloud-init", create=remote.WAIT_CLOUD_INIT,
-                          timeout="30m", **common)
         files = [
-            remote.file_entry(ENV_FILE, monitor_env(config, monitor), "0600"),
-            remote.file_entry(IMAGE_FILE, image_env(config), "0644"),
+            *(f.entry() for f in monitor_node_files(config.images.ref("app"))),
+            remote.file_entry(ENV_FILE, monitor_env(config, monitor), "0600", on_change=[restart(UNIT_NAME)]),
+            remote.file_entry(f"{DOCKER_CONFIG_DIR}/config.json", docker_config(config.registry), "0600"),
         ]
-        bundle = remote.files_bundle(files)
-        push = remote.run(f"{name}-{monitor.name}-push-env", create=remote.INSTALL_FILES,
-                          stdin=bundle, depends_on=[wait], **common)
-        remote.run(f"{name}-{monitor.name}-start", create=remote.START_MONITOR, depends_on=[push],
-                   triggers=[remote.content_digest(bundle)], **common)
+        remote.provision(
+            f"{name}-{monitor.name}", host=host, address=public_ipv4, user=config.ssh_user,
+            private_key=self._secrets.ssh_private_key, files=files, start=remote.apply_command(UNITS),
+            restart_on_change=True, parent=self,
+        )
         return MonitorNode(name=monitor.name, provider=monitor.provider, location=monitor.location,
                            public_ipv4=public_ipv4, hostname=f"{monitor.name}.{config.domain}")

@@ -18,6 +18,11 @@ CA_VALIDITY_HOURS = 10 * 365 * 24
 CERT_VALIDITY_HOURS = 365 * 24
 # `pulumi up` within the last 30 days of a certificate's life issues and pushes a new one.
 CERT_EARLY_RENEWAL_HOURS = 30 * 24
+# Node certificates are issued together but expire 14 days apart per node id, so renewals come due
+# on different days: one node's certificate at a time, each applied by a reload behind the health
+# gate (components/cluster.py) rather than every node at once.
+CERT_STAGGER_HOURS = 14 * 24
+CERT_STAGGER_SLOTS = 8  # node ids 1..8 get offsets 0..7 steps, id 9 starts over
 ORGANIZATION = "my-iot-app"
 
 SERVER_CERT_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"]
@@ -79,7 +84,15 @@ class ClusterSecrets(pulumi.ComponentResource):
         self.nomad_client_cert_pem: pulumi.Output[str] = client.cert_pem
         self.nomad_client_key_pem: pulumi.Output[str] = client.key_pem
 
+        # Nomad's management token: pushed to the nodes for the bootstrap, health gate and leave steps,
+        # never handed to Pulumi's Nomad provider or exported.
         self.nomad_bootstrap_token = _secret_uuid(f"{name}-nomad-bootstrap-token", self)
+        # Least-privilege Nomad tokens the bootstrap creates with these ids (cloud_init/policies/):
+        # the deployer for Pulumi's Nomad provider, the operator for the exported `nomadToken`.
+        self.nomad_deployer_accessor = _secret_uuid(f"{name}-nomad-deployer-accessor", self)
+        self.nomad_deployer_token = _secret_uuid(f"{name}-nomad-deployer-token", self)
+        self.nomad_operator_accessor = _secret_uuid(f"{name}-nomad-operator-accessor", self)
+        self.nomad_operator_token = _secret_uuid(f"{name}-nomad-operator-token", self)
         self.consul_management_token = _secret_uuid(f"{name}-consul-management-token", self)
         self.consul_agent_token = _secret_uuid(f"{name}-consul-agent-token", self)
         self.nomad_consul_token = _secret_uuid(f"{name}-nomad-consul-token", self)
@@ -107,8 +120,11 @@ class ClusterSecrets(pulumi.ComponentResource):
         ip_addresses: Sequence[pulumi.Input[str]],
         uses: Sequence[str] = tuple(SERVER_CERT_USES),
         parent: pulumi.Resource,
+        stagger: int = 0,
     ) -> NodeCertificate:
-        """Key + certificate signed by the cluster CA; resources are children of `parent`."""
+        """Key + certificate signed by the cluster CA; resources are children of `parent`.
+
+        `stagger` (from a node's id) moves the expiry by CERT_STAGGER_HOURS per step."""
         child = pulumi.ResourceOptions(parent=parent)
         key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
         request = tls.CertRequest(
@@ -124,7 +140,7 @@ class ClusterSecrets(pulumi.ComponentResource):
             cert_request_pem=request.cert_request_pem,
             ca_private_key_pem=self._ca_key.private_key_pem,
             ca_cert_pem=self.ca_cert_pem,
-            validity_period_hours=CERT_VALIDITY_HOURS,
+            validity_period_hours=CERT_VALIDITY_HOURS + (stagger % CERT_STAGGER_SLOTS) * CERT_STAGGER_HOURS,
             early_renewal_hours=CERT_EARLY_RENEWAL_HOURS,
             allowed_uses=list(uses),
             opts=child,

@@ -1,7 +1,8 @@
 """The Nomad jobs on the cluster (DESIGN §4.2 NomadWorkloads, §4.3).
 
-An explicit Nomad provider talks mTLS to the cluster with the bootstrap token, once the readiness
-command says Nomad has a leader and ready clients. Secrets go into one Nomad Variable per job
+An explicit Nomad provider talks mTLS to the cluster with the least-privilege deployer token (submit
+jobs, write their Variables; cloud_init/policies/deployer.hcl), once the bootstrap command created
+it and saw every client ready. The management token never leaves the nodes. Secrets go into one Nomad Variable per job
 (`nomad/jobs/<job>`, readable only by that job's templates); the job specs in `jobs/` get plain,
 non-secret HCL2 vars from `job_vars`.
 """
@@ -52,7 +53,7 @@ class NomadWorkloads(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`cluster` gives the Nomad address, readiness and datacenters (one per location); `secrets`
-        the mTLS client certificate, bootstrap token and Traefik's Consul token; `edge` the origin
+        the mTLS client certificate, the deployer token and Traefik's Consul token; `edge` the origin
         certificate Traefik serves to Cloudflare."""
         super().__init__("iot:workloads:NomadWorkloads", name, None, opts)
         cloudflare_ipv4, cloudflare_ipv6 = cloudflare_ip_ranges()
@@ -66,8 +67,8 @@ class NomadWorkloads(pulumi.ComponentResource):
             ca_pem=secrets.ca_cert_pem,
             cert_pem=secrets.nomad_client_cert_pem,
             key_pem=pulumi.Output.secret(secrets.nomad_client_key_pem),
-            secret_id=pulumi.Output.secret(secrets.nomad_bootstrap_token),
-            # The readiness command waits for a leader and ready clients: only then can jobs be placed.
+            secret_id=pulumi.Output.secret(secrets.nomad_deployer_token),
+            # The bootstrap creates the deployer token and waits for ready clients: only then can jobs be placed.
             opts=pulumi.ResourceOptions(parent=self, depends_on=_as_list(cluster.ready)),
         )
         admin_token = random.RandomPassword(

@@ -64,7 +64,7 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
         "earlyRenewalHours",
     ),
     "tls:index/certRequest:CertRequest": ("subject", "dnsNames", "ipAddresses"),
-    "command:remote:Command": ("create", "stdin", "logging", "triggers"),
+    "command:remote:Command": ("create", "delete", "stdin", "logging", "triggers"),
     "cloudflare:index/loadBalancerMonitor:LoadBalancerMonitor": (
         "type",
         "method",

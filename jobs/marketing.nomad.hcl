@@ -54,6 +54,9 @@ job "marketing" {
 
   group "marketing" {
     count = var.count
+    # On a deploy or drain the service leaves Consul first; the task stops only after Traefik's
+    # Consul Catalog refresh (15s) has dropped it, so no request is routed to a stopped task.
+    shutdown_delay = "20s"
 
     spread {
       attribute = "${node.datacenter}"

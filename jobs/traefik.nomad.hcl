@@ -11,7 +11,7 @@ variable "datacenters" {
 
 variable "traefik_version" {
   type        = string
-  description = "Pinned Traefik v3 release, e.g. v3.6.2 (image traefik:<version>)."
+  description = "Pinned Traefik v3 release, e.g. v3.6.25 (image traefik:<version>)."
 }
 
 variable "cloudflare_ipv4" {

@@ -42,7 +42,8 @@ def run_edge(stack: str, locations: Sequence[str] | None = None) -> tuple[Progra
     def program() -> None:
         overrides = {}
         if locations is not None:
-            overrides["cluster"] = {"serverType": "cpx22", "image": "debian-12", "locations": list(locations)}
+            overrides["cluster"] = {"serverType": "cpx22", "image": "debian-12",
+                                    "nodes": [{"id": i + 1, "location": loc} for i, loc in enumerate(locations)]}
         config = committed_stack_config(stack, overrides=overrides)
         nodes = [
             Node(n, loc, pulumi.Output.from_input(fake_ipv4(n)))

@@ -201,12 +201,17 @@ def run_stack(
     stack: str,
     overrides: Mapping[str, object] | None = None,
     sold_out: frozenset[tuple[str, str]] = frozenset(),
+    secret_overrides: Mapping[str, str] | None = None,
 ) -> ProgramRun:
     """Run __main__.py for Pulumi.<stack>.yaml under mocks; `overrides` replace config keys,
-    `sold_out` lists (server type, location) pairs the fake Hetzner API reports unavailable."""
+    `secret_overrides` set keys as `pulumi config set --secret` would, `sold_out` lists
+    (server type, location) pairs the fake Hetzner API reports unavailable."""
     config, secret_keys = stack_config(ROOT / f"Pulumi.{stack}.yaml")
     for key, value in (overrides or {}).items():
         config[key] = value if isinstance(value, str) else json.dumps(value)
+    for key, value in (secret_overrides or {}).items():
+        config[key] = value
+        secret_keys.append(key)
     run = ProgramRun(stack=stack)
     cloud = FakeCloud(sold_out)
     pulumi_settings.set_root_resource(None)  # each run gets a fresh root stack (and its outputs)
@@ -231,5 +236,6 @@ def run_stack(
         return pulumi.Output.all(*checks).apply(record)
 
     program()
-    run.fake_secret_values = tuple(FAKE_SECRETS.values()) + tuple(cloud.generated_secrets)
+    run.fake_secret_values = (tuple(FAKE_SECRETS.values()) + tuple((secret_overrides or {}).values())
+                              + tuple(cloud.generated_secrets))
     return run

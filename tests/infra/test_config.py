@@ -54,6 +54,7 @@ def error_for(mutate, stack: str = "prod", secrets: dict | None = None) -> str:
 def test_dev_stack_matches_design():
     cfg = parse(committed("dev"))
     assert cfg.cluster.locations == ("fsn1",)
+    assert [(n.id, n.location) for n in cfg.cluster.nodes] == [(1, "fsn1")]
     assert cfg.cluster.server_type == "cx23"
     assert [(m.name, m.provider, m.location) for m in cfg.monitors] == [
         ("frankfurt", "hetzner", "fsn1"), ("helsinki", "hetzner", "hel1"),
@@ -83,7 +84,7 @@ def test_committed_stacks_hold_no_plaintext_secret():
 
 
 def test_defaults_fill_optional_keys():
-    raw = {"domain": "example.com", "adminCidrs": ["203.0.113.0/24"], "cluster": {"locations": ["nbg1"]},
+    raw = {"domain": "example.com", "adminCidrs": ["203.0.113.0/24"], "cluster": {"nodes": [{"id": 1, "location": "nbg1"}]},
            "cloudflare": {"accountId": "a" * 32, "zoneId": "b" * 32}}
     cfg = parse(raw)
     assert cfg.cluster.server_type == "cx23" and cfg.cluster.image == "debian-12"
@@ -129,14 +130,22 @@ def test_secrets_are_outputs_marked_secret():
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda r: r["cluster"].update(locations=["fsn1", "ams1", "hel1"]),
-         ["iot:cluster.locations[1]", "'ams1'", "not a Hetzner location", "fsn1"]),
-        (lambda r: r["cluster"].update(locations=["fsn1", "ash", "hel1"]),
-         ["iot:cluster.locations[1]", "'ash'", "outside the EU", "us-east", "nbg1"]),
-        (lambda r: r["cluster"].update(locations=["fsn1", "nbg1"]),
-         ["iot:cluster.locations", "2 entries", "odd number", "1, 3 or 5"]),
-        (lambda r: r["cluster"].update(locations=[]),
-         ["iot:cluster.locations", "0 entries", "1, 3 or 5"]),
+        (lambda r: r["cluster"]["nodes"][1].update(location="ams1"),
+         ["iot:cluster.nodes[1].location", "'ams1'", "not a Hetzner location", "fsn1"]),
+        (lambda r: r["cluster"]["nodes"][1].update(location="ash"),
+         ["iot:cluster.nodes[1].location", "'ash'", "outside the EU", "us-east", "nbg1"]),
+        (lambda r: r["cluster"]["nodes"].pop(),
+         ["iot:cluster.nodes", "2 entries", "odd number", "1, 3 or 5"]),
+        (lambda r: r["cluster"].update(nodes=[]),
+         ["iot:cluster.nodes", "0 entries", "1, 3 or 5"]),
+        (lambda r: r["cluster"]["nodes"][2].update(id=1),
+         ["iot:cluster.nodes[2].id 1", "duplicates iot:cluster.nodes[0]", "use 3"]),
+        (lambda r: r["cluster"]["nodes"][0].update(id=0),
+         ["iot:cluster.nodes[0].id", "must be >= 1"]),
+        (lambda r: r["cluster"]["nodes"][0].update(id=201),
+         ["iot:cluster.nodes[0].id 201", "1 to 200"]),
+        (lambda r: r["cluster"]["nodes"][0].update(name="a"),
+         ["iot:cluster.nodes[0]", "unknown field(s) name", "id, location"]),
         (lambda r: r["monitors"].append({"name": "osaka", "provider": "hetzner", "location": "jp-osa"}),
          ["iot:monitors[6].location", "'jp-osa'", "not a Hetzner location", "provider: linode", "jp-tyo-3"]),
         (lambda r: r["monitors"].append({"name": "tokyo2", "provider": "hetzner", "location": "tokyo"}),
@@ -174,7 +183,7 @@ def test_secrets_are_outputs_marked_secret():
         (lambda r: r.update(domain="my iot app"),
          ["iot:domain", "'my iot app'", "not a valid domain", "my-iot-app.com"]),
         (lambda r: r["versions"].update(nomad="1.x"),
-         ["iot:versions.nomad", "'1.x'", "exact version", "'2.0.1'"]),
+         ["iot:versions.nomad", "'1.x'", "exact version", "'2.0.7'"]),
         (lambda r: r["versions"].update(traefik="v2.11.0"),
          ["iot:versions.traefik", "'v2.11.0'", "not Traefik v3"]),
         (lambda r: r.update(imageTag="bad tag!"),
@@ -198,7 +207,7 @@ def test_secrets_are_outputs_marked_secret():
         (lambda r: r.pop("cloudflare"),
          ["iot:cloudflare must be an object", "accountId"]),
         (lambda r: r.pop("cluster"),
-         ["iot:cluster is missing", "locations"]),
+         ["iot:cluster is missing", "nodes: [{id: 1, location: fsn1}]"]),
         (lambda r: r.update(sshUser="Root User"),
          ["iot:sshUser", "'Root User'", "Unix user"]),
         (lambda r: r.update(adminCidr=["1.2.3.4/32"]),
@@ -209,6 +218,23 @@ def test_invalid_values_name_key_value_and_fix(mutate, expected):
     message = error_for(mutate)
     for fragment in expected:
         assert fragment in message, f"{fragment!r} missing from: {message}"
+
+
+def test_old_locations_form_fails_with_the_equivalent_nodes_list():
+    message = error_for(lambda r: r.update(cluster={"serverType": "cpx22", "locations": ["fsn1", "nbg1", "hel1"]}))
+    assert "iot:cluster.locations is no longer supported" in message
+    assert "renamed and re-addressed live Raft servers" in message
+    # The equivalent that keeps today's servers: ids 1..n in the old order.
+    assert "nodes: [{id: 1, location: fsn1}, {id: 2, location: nbg1}, {id: 3, location: hel1}]" in message
+    # ...and it really is equivalent: the suggested list parses.
+    assert parse({**committed("prod"), "cluster": {"serverType": "cpx22", "nodes": [
+        {"id": 1, "location": "fsn1"}, {"id": 2, "location": "nbg1"}, {"id": 3, "location": "hel1"}]}})
+
+
+def test_nodes_are_ordered_by_id_whatever_the_list_order():
+    raw = committed("prod")
+    raw["cluster"]["nodes"].reverse()
+    assert [(n.id, n.location) for n in parse(raw).cluster.nodes] == [(1, "fsn1"), (2, "nbg1"), (3, "hel1")]
 
 
 @pytest.mark.parametrize("key", ["databaseUrl", "redisUrl"])
@@ -264,7 +290,7 @@ def test_secret_keys_from_the_cli_environment_count(monkeypatch):
 def test_structured_values_round_trip_as_json():
     # The CLI hands structured config to the program as JSON strings: make sure that path parses.
     config, secret_keys = stack_config(ROOT / "Pulumi.dev.yaml")
-    assert json.loads(config["iot:cluster"])["locations"] == ["fsn1"]
+    assert json.loads(config["iot:cluster"])["nodes"] == [{"id": 1, "location": "fsn1"}]
 
 
 def test_project_file_declares_every_scalar_key_with_description_and_default():
@@ -282,7 +308,7 @@ def test_project_file_declares_every_scalar_key_with_description_and_default():
         else:
             assert "default" in spec, key
     defaults = {k: v["default"] for k, v in declared.items() if "default" in v}
-    cfg = parse({**defaults, "adminCidrs": ["198.51.100.7/32"], "cluster": {"locations": ["fsn1"]},
+    cfg = parse({**defaults, "adminCidrs": ["198.51.100.7/32"], "cluster": {"nodes": [{"id": 1, "location": "fsn1"}]},
                  "cloudflare": {"accountId": "a" * 32, "zoneId": "b" * 32}})
     assert (cfg.domain, cfg.images.tag, cfg.protect, cfg.ssh_user) == ("my-iot-app.com", "latest", False, "root")
 

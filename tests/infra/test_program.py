@@ -173,6 +173,16 @@ def test_every_secret_value_is_marked_secret_wherever_it_flows(run):
     assert {"sshPrivateKey", "nomadClientKeyPem", "nomadToken"} <= run.secret_outputs
 
 
+def test_exported_nomad_token_is_the_operator_token_not_management(run):
+    tokens = run.named("cluster-bootstrap").inputs["stdin"].splitlines()
+    management, operator_secret = tokens[4], tokens[8]
+    assert run.outputs["nomadToken"] == operator_secret != management
+    for name in ("cluster-iot-", ):
+        pushes = [c for c in run.of_type(COMMAND) if c.name.startswith(name) and c.name.endswith("-push")]
+        for push in pushes:  # the management token stays on the nodes, for on-node tools
+            assert bundle(push)["/etc/iot/tokens/nomad-management"]["content"] == management + "\n"
+
+
 def test_generated_credentials_are_registered_as_secret_outputs(run):
     # RandomUuid/RandomId keep their value as the resource ID, which Pulumi cannot encrypt.
     assert not run.of_type("random:index/randomUuid:RandomUuid")
@@ -210,23 +220,35 @@ def test_remote_commands_wait_for_fresh_servers_and_die_with_them(run):
     servers = {r.urn for r in run.of_type(SERVER) + run.of_type(LINODE)}
     commands = run.of_type(COMMAND)
     assert commands
+    leaves = []
     for cmd in commands:
-        assert cmd.inputs["connection"]["dialErrorLimit"] == -1, cmd.name
         assert cmd.options["customTimeouts"]["create"], cmd.name
+        if cmd.inputs.get("delete"):
+            # The leave step must run while its server still exists: it is not deleted with it.
+            leaves.append(cmd)
+            assert cmd.options["deletedWith"] == "", cmd.name
+            assert cmd.inputs["connection"]["dialErrorLimit"] > 0, "a dead node must not block its removal forever"
+            continue
+        assert cmd.inputs["connection"]["dialErrorLimit"] == -1, cmd.name
         assert cmd.options["deletedWith"] in servers, cmd.name
+    assert len(leaves) == len(cluster_servers(run))
+    assert all(c.inputs["delete"] == "/usr/local/sbin/iot-node-leave" for c in leaves)
     waits = [c for c in commands if c.name.endswith("wait-cloud-init")]
     assert len(waits) == len(servers)
-    assert all(c.inputs["create"] == "cloud-init status --wait >/dev/null || test $? -eq 2" for c in waits)
+    assert all(c.inputs["create"].startswith("cloud-init status --wait >/dev/null || test $? -eq 2 ||") for c in waits)
 
 
-def test_bootstrap_runs_after_every_agent_started_with_tokens_on_stdin(run):
+def test_bootstrap_runs_after_the_last_health_gate_with_tokens_on_stdin(run):
     bootstrap = run.named("cluster-bootstrap")
-    starts = [c for c in run.of_type(COMMAND) if c.name.endswith("start-agents")]
-    assert len(starts) == len(cluster_servers(run))
-    assert {s.urn for s in starts} <= set(bootstrap.options["dependencies"])
-    assert bootstrap.inputs["create"] == f"/usr/local/sbin/iot-cluster-bootstrap {len(starts)}"
+    gates = sorted((c for c in run.of_type(COMMAND) if c.name.endswith("-gate")), key=lambda c: c.name)
+    assert len(gates) == len(cluster_servers(run))
+    last = max(gates, key=lambda c: int(c.name.split("-")[3]))
+    assert last.urn in bootstrap.options["dependencies"]
+    assert bootstrap.inputs["create"] == f"/usr/local/sbin/iot-cluster-bootstrap {len(gates)}"
     tokens = bootstrap.inputs["stdin"].splitlines()
-    assert len(tokens) == 5 and all(t.startswith("fa4e5ec7-") for t in tokens)
+    assert len(tokens) == 9 and all(t.startswith("fa4e5ec7-") for t in tokens)
+    assert len(set(tokens)) == 9
+    assert bootstrap.inputs["triggers"]  # re-runs after every rollout
     assert bootstrap.options["deletedWith"] == cluster_servers(run)[0].urn
 
 
@@ -234,28 +256,42 @@ def bundle(cmd: Registration) -> dict[str, dict]:
     return {f["path"]: f for f in json.loads(cmd.inputs["stdin"])["files"]}
 
 
-def test_cluster_secret_push_delivers_tls_gossip_and_tokens(run):
-    for cmd in [c for c in run.of_type(COMMAND) if c.name.endswith("push-secrets")]:
+def test_cluster_push_delivers_configs_tls_gossip_and_tokens(run):
+    pushes = [c for c in run.of_type(COMMAND) if c.name.startswith("cluster-") and c.name.endswith("-push")]
+    assert len(pushes) == len(cluster_servers(run))
+    for cmd in pushes:
         files = bundle(cmd)
-        consul = json.loads(files["/etc/iot/consul.d/secrets.json"]["content"])
+        gossip = json.loads(files["/etc/iot/consul.d/secrets.json"]["content"])
+        tokens = json.loads(files["/etc/iot/consul.d/acl-tokens.json"]["content"])
         nomad = json.loads(files["/etc/iot/nomad.d/secrets.json"]["content"])
-        assert consul["encrypt"] and consul["acl"]["tokens"]["initial_management"].startswith("fa4e5ec7-")
+        assert gossip["encrypt"] and tokens["acl"]["tokens"]["initial_management"].startswith("fa4e5ec7-")
         assert nomad["server"]["encrypt"] and nomad["consul"]["token"].startswith("fa4e5ec7-")
         for path, entry in files.items():
-            if path.endswith(("key.pem", "secrets.json")):
+            if path.endswith(("key.pem", "secrets.json", "acl-tokens.json")) or "/tokens/" in path:
                 assert entry["mode"] == "0600", path
         assert "FAKE-PRIVATE-KEY" in files["/etc/iot/nomad.d/tls/node-key.pem"]["content"]
+        # Everything that may change after first boot travels here, not in user data.
+        for path in ("/etc/iot/consul.d/consul.json", "/etc/iot/nomad.d/nomad.json",
+                     "/etc/systemd/system/consul.service.d/10-iot.conf", "/etc/iot/consul-policies/agent.json",
+                     "/etc/iot/nomad-policies/deployer.hcl", "/usr/local/sbin/iot-cluster-bootstrap",
+                     "/usr/local/sbin/iot-health-gate", "/usr/local/sbin/iot-block-metadata"):
+            assert path in files, path
+        # A certificate change is a reload, a new agent setting a restart.
+        assert files["/etc/iot/nomad.d/tls/node.pem"]["on_change"] == ["reload:nomad.service"]
+        assert files["/etc/iot/consul.d/acl-tokens.json"]["on_change"] == ["reload:consul.service"]
+        assert files["/etc/iot/nomad.d/nomad.json"]["on_change"] == ["restart:nomad.service"]
 
 
 def test_monitor_env_file_is_private_and_complete(run):
     names = list(run.outputs["monitors"])
-    pushes = [c for c in run.of_type(COMMAND) if c.name.endswith("push-env")]
+    pushes = [c for c in run.of_type(COMMAND) if c.name.startswith("monitors-") and c.name.endswith("-push")]
     assert len(pushes) == len(names)
     for cmd in pushes:
-        region = cmd.name.removeprefix("monitors-").removesuffix("-push-env")
+        region = cmd.name.removeprefix("monitors-").removesuffix("-push")
         files = bundle(cmd)
         env = dict(line.split("=", 1) for line in files["/etc/iot/monitor.env"]["content"].splitlines())
         assert files["/etc/iot/monitor.env"]["mode"] == "0600"
+        assert files["/etc/iot/monitor.env"]["on_change"] == ["restart:iot-monitor.service"]
         assert env["REGION"] == region
         assert env["REDIS_URL"] == FAKE_SECRETS["iot:redisUrl"]
         assert env["MONITOR_NAMES"].split(",") == names
@@ -264,6 +300,7 @@ def test_monitor_env_file_is_private_and_complete(run):
         assert image == f"IOT_MONITOR_IMAGE={run.outputs['images']['app']}\n"
         # dev may follow a tag on manual deploys; protected prod only ever runs a digest.
         assert image.endswith(":latest\n") if run.stack == "dev" else "@sha256:" in image
+        assert "/etc/systemd/system/iot-monitor.service" in files  # the unit is pushed, not in user data
 
 
 def test_components_use_iot_type_tokens_and_parent_their_children(run):
@@ -288,12 +325,13 @@ def test_exports_give_operators_what_they_need(run):
 
 def test_invalid_config_fails_before_any_resource():
     with pytest.raises(ConfigError, match="odd number"):
-        run_stack("dev", overrides={"iot:cluster": {"serverType": "cx23", "locations": ["fsn1", "nbg1"]}})
+        run_stack("dev", overrides={"iot:cluster": {"serverType": "cx23", "nodes": [
+            {"id": 1, "location": "fsn1"}, {"id": 2, "location": "nbg1"}]}})
 
 
 def test_image_tag_override_reaches_monitors():
     run = run_stack("dev", overrides={"iot:imageTag": "3f2c1ab"})
-    push = run.named("monitors-frankfurt-push-env")
+    push = run.named("monitors-frankfurt-push")
     assert bundle(push)["/etc/iot/monitor-image.env"]["content"] == "IOT_MONITOR_IMAGE=ghcr.io/my-iot-app/iot:3f2c1ab\n"
 
 

@@ -287,3 +287,24 @@ def test_prod_jobs_run_images_by_digest(specs):
         ((_, task),) = specs[job].tasks()
         image = specs[job].evaluate(task["config"][0]["image"], values[job])
         assert re.search(r"@sha256:[0-9a-f]{64}$", image), f"{job} runs {image!r}"
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", duration)
+    assert match, f"not a Nomad duration: {duration!r}"
+    return int(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[match.group(2)]
+
+
+def test_routed_services_leave_traefik_before_they_stop(specs, all_vars):
+    """On a deploy or drain Nomad deregisters the service from Consul, waits shutdown_delay, then
+    stops the task. Traefik reads the Consul catalog every refreshInterval (15s unless set), so a
+    shorter delay leaves it routing requests to a task that is already gone (502s for users)."""
+    spec, values = specs["traefik"], all_vars["traefik"]
+    rendered = {spec.evaluate(t["destination"], values): spec.evaluate(t["data"], values) for t in spec.templates()}
+    catalog = yaml.safe_load(rendered["secrets/traefik.yml"])["providers"]["consulCatalog"]
+    refresh = _seconds(catalog.get("refreshInterval", "15s"))
+    for job in SERVICE_JOBS:
+        ((_, group),) = specs[job].groups()
+        assert "shutdown_delay" in group, f"{job}: no shutdown_delay"
+        delay = _seconds(specs[job].evaluate(group["shutdown_delay"], all_vars[job]))
+        assert delay >= refresh + 2, f"{job}: shutdown_delay {delay}s does not cover Traefik's {refresh}s refresh"

@@ -19,14 +19,14 @@ from components.job_vars import JOB_NAMES, SECRET_ITEMS, read_job_spec
 from components.workloads import NomadWorkloads
 from deploy.mocks import ProgramRun, committed_stack_config, run_program
 
-FAKE_BOOTSTRAP = "FAKE-NOMAD-BOOTSTRAP-0b7d"
+FAKE_DEPLOYER = "FAKE-NOMAD-DEPLOYER-0b7d"
 FAKE_CLIENT_KEY = "-----BEGIN PRIVATE KEY-----\nFAKE-CLIENT-KEY-77aa\n-----END PRIVATE KEY-----\n"
 FAKE_CATALOG_TOKEN = "FAKE-CONSUL-CATALOG-TOKEN-31c4"
 FAKE_ORIGIN_KEY = "-----BEGIN EC PRIVATE KEY-----\nFAKE-ORIGIN-KEY-e2f9\n-----END EC PRIVATE KEY-----\n"
 ALL_FAKES = [
     FAKE_DATABASE_URL,
     FAKE_REDIS_URL,
-    FAKE_BOOTSTRAP,
+    FAKE_DEPLOYER,
     FAKE_CLIENT_KEY,
     FAKE_CATALOG_TOKEN,
     FAKE_ORIGIN_KEY,
@@ -52,7 +52,8 @@ def run_workloads(stack: str) -> ProgramRun:
             ),
             nomad_client_cert_pem=pulumi.Output.from_input("client cert"),
             nomad_client_key_pem=secret(FAKE_CLIENT_KEY),
-            nomad_bootstrap_token=secret(FAKE_BOOTSTRAP),
+            # No management (bootstrap) token here: NomadWorkloads must not need it.
+            nomad_deployer_token=secret(FAKE_DEPLOYER),
             consul_catalog_token=secret(FAKE_CATALOG_TOKEN),
         )
         cluster = SimpleNamespace(
@@ -74,7 +75,7 @@ def run(request: pytest.FixtureRequest) -> ProgramRun:
     return run_workloads(request.param)
 
 
-def test_provider_uses_mtls_and_the_bootstrap_token_after_the_cluster_is_ready(run):
+def test_provider_uses_mtls_and_the_deployer_token_after_the_cluster_is_ready(run):
     (provider,) = run.of_type("pulumi:providers:nomad")
     assert provider.inputs["address"] == "https://203.0.113.10:4646"
     assert provider.inputs["caPem"].startswith("-----BEGIN CERTIFICATE-----")
