@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from iot.errors import Conflict, InputError
+from iot.inputs import MAX_NAME, MAX_SECRET, MIN_SECRET, target_text_problem, text_problem
 from iot.names import slug_problem
 from iot.tokens import TENANT_KEY_PREFIX, new_token, new_webhook_secret, token_hash
 
@@ -56,6 +58,9 @@ async def create_tenant(
     problem = slug_problem(slug, monitor_names)
     if problem:
         raise InputError("slug", problem)
+    problem = text_problem(name, MAX_NAME)
+    if problem:
+        raise InputError("name", problem)
     api_key = new_token(TENANT_KEY_PREFIX)
     row = await db.fetchrow(INSERT_TENANT, slug, name or slug, token_hash(api_key))
     if row is None:
@@ -86,8 +91,9 @@ async def rotate_api_key(db: Executor, tenant_id: int) -> str:
 
 
 def webhook_url_problem(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
+    problem = target_text_problem(url)
+    if problem:
+        return problem
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL with a host, e.g. https://example.com/hooks/iot"
@@ -102,8 +108,11 @@ async def set_webhook(db: Executor, tenant_id: int, url: str | None, secret: str
     problem = webhook_url_problem(url)
     if problem:
         raise InputError("url", problem)
-    if secret is not None and len(secret) < 16:
-        raise InputError("secret", "must be at least 16 characters (or omit it to get a generated one)")
+    if secret is not None and len(secret) < MIN_SECRET:
+        raise InputError("secret", f"must be at least {MIN_SECRET} characters (or omit it to get a generated one)")
+    problem = text_problem(secret, MAX_SECRET) if secret is not None else None
+    if problem:
+        raise InputError("secret", problem)
     secret = secret or new_webhook_secret()
     await db.execute(UPDATE_WEBHOOK, tenant_id, url, secret)
     return WebhookSettings(url, secret)
