@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import pytest
 
+from iot import tenants
 from iot.devices import target_problem
+from iot.errors import refused_by_database
 from iot.inputs import INT8_MAX, control_character_problem, id_problem, text_problem
 from iot.names import slug_problem
 from iot.settings import TrackerSettings
@@ -90,3 +93,17 @@ def test_every_string_the_tracker_accepts_has_a_length_bound() -> None:
                     and string.get("format") != "date-time":
                 unbounded.append(place)
     assert not unbounded, f"strings without maxLength: {unbounded}"
+
+
+@pytest.mark.parametrize(("sql", "field"), [
+    ("INSERT INTO devices (tenant_id, name, kind, target) VALUES ($1, 'x', 'http', repeat('h', 2049))", "target"),
+    ("INSERT INTO devices (tenant_id, name, kind) VALUES ($1, repeat('n', 201), 'push')", "name"),
+    ("UPDATE tenants SET webhook_url = repeat('u', 2049) WHERE id = $1", "webhook_url"),
+    ("UPDATE tenants SET webhook_secret = repeat('s', 201) WHERE id = $1", "webhook_secret"),
+])
+async def test_the_schema_refuses_over_long_strings_and_the_error_names_the_column(pool, sql: str, field: str) -> None:
+    tenant, _ = await tenants.create_tenant(pool, "schema-bounds")
+    with pytest.raises(asyncpg.CheckViolationError) as refused:
+        await pool.execute(sql, tenant.id)
+    problem = refused_by_database(refused.value)
+    assert problem.field == field and "cannot store" in problem.reason, problem

@@ -1,9 +1,0 @@
--- Per-tenant quota overrides, version 3. A NULL column means "the service default" (QUOTA_* settings);
--- set them with PUT /v1/tenants/{slug}/quotas (admin token) or directly in SQL.
-CREATE TABLE tenant_quotas (
-    tenant_id          bigint PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
-    max_devices        integer CHECK (max_devices >= 0),          -- devices the tenant may have
-    checks_per_second  real CHECK (checks_per_second >= 0),       -- sum of 1/interval_s of enabled checked devices
-    points_per_second  real CHECK (points_per_second >= 0),       -- metric points (and heartbeats) per second
-    updated_at         timestamptz NOT NULL DEFAULT now()
-);
