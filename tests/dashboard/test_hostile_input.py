@@ -9,8 +9,9 @@ import html
 
 import httpx
 import pytest
+from servers import free_port
 
-from dashboard.harness import create_devices, csrf_of, new_tenant, sql
+from dashboard.harness import create_devices, csrf_of, new_tenant, sql, start_dashboard, stop
 from iot.dashboard.session import COOKIE_NAME
 from iot.devices import DeviceSpec
 
@@ -162,3 +163,14 @@ def test_device_quota_is_enforced_in_the_dashboard_too(dashboard) -> None:
     assert [r[0] for r in sql(dashboard.database_url, "SELECT name FROM devices WHERE tenant_id = $1", tenant.id)] \
         == ["first"]
     client.close()
+
+
+def test_without_redis_signing_in_is_a_clear_503_not_a_500(dashboard, tmp_path) -> None:
+    proc, port = start_dashboard(dashboard.database_url, f"redis://127.0.0.1:{free_port()}/0", tmp_path / "d.log")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Host": dashboard.acme.host}) as client:
+            response = client.post("/signin", data={"api_key": dashboard.acme.api_key})
+        assert response.status_code == 503 and "Try again" in text(response), response.text[:300]
+        assert response.headers["retry-after"] == "30"
+    finally:
+        stop(proc)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iot import __version__, http_headers, http_limits
@@ -120,6 +121,14 @@ def create_app(settings: DashboardSettings) -> FastAPI:
 
     for refused_class in REFUSED_BY_DATABASE:
         app.add_exception_handler(refused_class, refused)
+
+    @app.exception_handler(RedisError)
+    async def session_store_down(request: Request, exc: RedisError) -> Response:
+        # Sessions are checked in Redis on every signed-in request; without it nobody can be let in.
+        response = error_page(request, 503, "Temporarily unavailable",
+                              "The dashboard cannot check sessions right now. Try again in a minute.")
+        response.headers["Retry-After"] = "30"
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
