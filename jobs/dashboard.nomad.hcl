@@ -54,6 +54,12 @@ locals {
   domain_regex = replace(var.domain, ".", "\\.")
 }
 
+variable "max_request_body_bytes" {
+  type        = number
+  default     = 4194304
+  description = "Largest request body Traefik forwards (413 above it, read in full before forwarding); the app enforces the same as MAX_REQUEST_BODY_BYTES."
+}
+
 job "dashboard" {
   type        = "service"
   datacenters = jsondecode(var.datacenters)
@@ -97,6 +103,9 @@ job "dashboard" {
         "traefik.http.routers.dashboard.priority=1",
         "traefik.http.routers.dashboard.entrypoints=websecure",
         "traefik.http.routers.dashboard.tls=true",
+        # Bodies are buffered and capped at the edge, before they reach a container.
+        "traefik.http.middlewares.dashboard-body-limit.buffering.maxRequestBodyBytes=${var.max_request_body_bytes}",
+        "traefik.http.routers.dashboard.middlewares=dashboard-body-limit",
       ]
 
       check {
@@ -119,10 +128,11 @@ job "dashboard" {
       }
 
       env {
-        APP_PORT      = var.app_port
-        DOMAIN        = var.domain
-        MONITOR_NAMES = var.monitor_names
-        LOG_LEVEL     = var.log_level
+        APP_PORT               = var.app_port
+        DOMAIN                 = var.domain
+        MONITOR_NAMES          = var.monitor_names
+        LOG_LEVEL              = var.log_level
+        MAX_REQUEST_BODY_BYTES = var.max_request_body_bytes
         # Behind Cloudflare and Traefik every request is HTTPS.
         COOKIE_SECURE      = "true"
         TRACKER_PUBLIC_URL = "https://tracker.${var.domain}"

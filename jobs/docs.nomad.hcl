@@ -37,6 +37,12 @@ variable "app_port" {
   description = "Port nginx listens on inside the container."
 }
 
+variable "max_request_body_bytes" {
+  type        = number
+  default     = 65536
+  description = "Largest request body Traefik forwards (413 above it); this service only answers GET."
+}
+
 job "docs" {
   type        = "service"
   datacenters = jsondecode(var.datacenters)
@@ -78,6 +84,9 @@ job "docs" {
         "traefik.http.routers.docs.rule=Host(`docs.${var.domain}`)",
         "traefik.http.routers.docs.entrypoints=websecure",
         "traefik.http.routers.docs.tls=true",
+        # Bodies are buffered and capped at the edge, before they reach a container.
+        "traefik.http.middlewares.docs-body-limit.buffering.maxRequestBodyBytes=${var.max_request_body_bytes}",
+        "traefik.http.routers.docs.middlewares=docs-body-limit",
       ]
 
       check {

@@ -37,6 +37,12 @@ variable "app_port" {
   description = "Port nginx listens on inside the container."
 }
 
+variable "max_request_body_bytes" {
+  type        = number
+  default     = 65536
+  description = "Largest request body Traefik forwards (413 above it); this service only answers GET."
+}
+
 job "marketing" {
   type        = "service"
   datacenters = jsondecode(var.datacenters)
@@ -78,6 +84,9 @@ job "marketing" {
         "traefik.http.routers.marketing.rule=Host(`${var.domain}`) || Host(`www.${var.domain}`)",
         "traefik.http.routers.marketing.entrypoints=websecure",
         "traefik.http.routers.marketing.tls=true",
+        # Bodies are buffered and capped at the edge, before they reach a container.
+        "traefik.http.middlewares.marketing-body-limit.buffering.maxRequestBodyBytes=${var.max_request_body_bytes}",
+        "traefik.http.routers.marketing.middlewares=marketing-body-limit",
       ]
 
       check {

@@ -49,6 +49,12 @@ variable "log_level" {
   description = "debug, info, warning or error."
 }
 
+variable "max_request_body_bytes" {
+  type        = number
+  default     = 4194304
+  description = "Largest request body Traefik forwards (413 above it, read in full before forwarding); the app enforces the same as MAX_REQUEST_BODY_BYTES."
+}
+
 job "tracker" {
   type        = "service"
   datacenters = jsondecode(var.datacenters)
@@ -90,6 +96,9 @@ job "tracker" {
         "traefik.http.routers.tracker.rule=Host(`tracker.${var.domain}`) || Host(`collect.${var.domain}`)",
         "traefik.http.routers.tracker.entrypoints=websecure",
         "traefik.http.routers.tracker.tls=true",
+        # Bodies are buffered and capped at the edge, before they reach a container.
+        "traefik.http.middlewares.tracker-body-limit.buffering.maxRequestBodyBytes=${var.max_request_body_bytes}",
+        "traefik.http.routers.tracker.middlewares=tracker-body-limit",
       ]
 
       check {
@@ -112,10 +121,11 @@ job "tracker" {
       }
 
       env {
-        APP_PORT      = var.app_port
-        DOMAIN        = var.domain
-        MONITOR_NAMES = var.monitor_names
-        LOG_LEVEL     = var.log_level
+        APP_PORT               = var.app_port
+        DOMAIN                 = var.domain
+        MONITOR_NAMES          = var.monitor_names
+        LOG_LEVEL              = var.log_level
+        MAX_REQUEST_BODY_BYTES = var.max_request_body_bytes
       }
 
       template {

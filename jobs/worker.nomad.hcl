@@ -49,6 +49,12 @@ variable "log_level" {
   description = "debug, info, warning or error."
 }
 
+variable "max_request_body_bytes" {
+  type        = number
+  default     = 65536
+  description = "Largest request body Traefik forwards (413 above it); this service only answers GET."
+}
+
 job "worker" {
   type        = "service"
   datacenters = jsondecode(var.datacenters)
@@ -90,6 +96,9 @@ job "worker" {
         "traefik.http.routers.worker.rule=Host(`worker.${var.domain}`)",
         "traefik.http.routers.worker.entrypoints=websecure",
         "traefik.http.routers.worker.tls=true",
+        # Bodies are buffered and capped at the edge, before they reach a container.
+        "traefik.http.middlewares.worker-body-limit.buffering.maxRequestBodyBytes=${var.max_request_body_bytes}",
+        "traefik.http.routers.worker.middlewares=worker-body-limit",
       ]
 
       check {

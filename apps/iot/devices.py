@@ -23,7 +23,19 @@ from redis.asyncio import Redis
 
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.errors import Conflict, InputError
+from iot.inputs import (
+    DNS_LABEL,
+    INT8_MAX,
+    MAX_LABEL,
+    MAX_NAME,
+    MAX_SEARCH,
+    control_character_problem,
+    id_problem,
+    target_text_problem,
+    text_problem,
+)
 from iot.protocol import DEVICES_VERSION_KEY
+from iot.quotas import DEFAULT_QUOTAS, Quotas, Usage, admit, check_rate, effective, locked_usage
 from iot.tokens import DEVICE_TOKEN_PREFIX, new_token, token_hash
 
 Executor = asyncpg.Connection | asyncpg.Pool
@@ -95,7 +107,11 @@ WHERE tenant_id = $1 AND id = $2
 """
 DELETE_DEVICE = "DELETE FROM devices WHERE tenant_id = $1 AND id = $2 RETURNING id"
 UPDATE_DEVICE_TOKEN = "UPDATE devices SET token_hash = $3 WHERE tenant_id = $1 AND id = $2 RETURNING id"
-SELECT_DEVICE_BY_TOKEN = "SELECT id, tenant_id, kind, enabled FROM devices WHERE token_hash = $1"
+SELECT_DEVICE_BY_TOKEN = """
+SELECT d.id, d.tenant_id, d.kind, d.enabled, q.points_per_second
+FROM devices d LEFT JOIN tenant_quotas q ON q.tenant_id = d.tenant_id
+WHERE d.token_hash = $1
+"""
 SELECT_STATE_COUNTS = "SELECT state, count(*) AS n FROM devices WHERE tenant_id = $1 GROUP BY state"
 SELECT_INCIDENTS = """
 SELECT i.id, i.device_id, d.name AS device_name, i.kind, i.summary, i.details, i.cause_device_id,
@@ -117,7 +133,8 @@ ORDER BY id DESC
 LIMIT $4
 """
 
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+# Matched with `fullmatch` (`$` would let "host\n" through).
+HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 
 
 @dataclass(slots=True)
@@ -205,6 +222,7 @@ class IngestDevice:
     tenant_id: int
     kind: str
     enabled: bool
+    points_per_second: float | None = None  # the tenant's override of QUOTA_POINTS_PER_SECOND
 
 
 @dataclass(slots=True)
@@ -268,6 +286,9 @@ def target_problem(kind: str, target: str | None) -> str | None:
         examples = {"http": "https://pump-1.example.com/health", "tcp": "gateway-1.example.com:502",
                     "icmp": "gateway-1.example.com"}
         return f"required for kind {kind!r}, e.g. {examples.get(kind, '...')!r}"
+    problem = target_text_problem(target)
+    if problem:
+        return problem
     if kind == "http":
         parts = urlsplit(target)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -312,12 +333,13 @@ def _is_host(host: str) -> bool:
         ipaddress.ip_address(host)
         return True
     except ValueError:
-        return bool(HOSTNAME_RE.match(host))
+        return bool(HOSTNAME_RE.fullmatch(host))
 
 
 def _check_spec(spec: DeviceSpec, prefix: str) -> None:
-    if not spec.name or not spec.name.strip() or len(spec.name) > 200:
-        raise InputError(f"{prefix}name", "must be 1-200 characters and not blank")
+    name_problem = text_problem(spec.name or "", MAX_NAME, min_length=1)
+    if name_problem or not spec.name.strip():
+        raise InputError(f"{prefix}name", name_problem or f"must be 1-{MAX_NAME} characters and not blank")
     if spec.kind not in KINDS:
         raise InputError(f"{prefix}kind", f"{spec.kind!r} is not one of {', '.join(KINDS)}")
     problem = target_problem(spec.kind, spec.target)
@@ -340,6 +362,8 @@ def _check_spec(spec: DeviceSpec, prefix: str) -> None:
         raise InputError(f"{prefix}anomaly_min_ms", "must be between 0 and 60000 ms")
     if spec.anomaly_checks is not None and not 1 <= spec.anomaly_checks <= 100:
         raise InputError(f"{prefix}anomaly_checks", "must be between 1 and 100")
+    if spec.parent_id is not None and id_problem(spec.parent_id):
+        raise InputError(f"{prefix}parent_id", id_problem(spec.parent_id))
 
 
 @contextlib.asynccontextmanager
@@ -356,12 +380,13 @@ async def _connection(db: Executor) -> AsyncIterator[asyncpg.Connection]:
 
 async def create_devices(
     db: Executor, tenant_id: int, specs: Sequence[DeviceSpec], *, field_prefix: str | None = "devices",
-    egress: EgressPolicy = PUBLIC_ONLY,
+    egress: EgressPolicy = PUBLIC_ONLY, quotas: Quotas = DEFAULT_QUOTAS,
 ) -> list[CreatedDevice]:
     """Create many devices in one statement; all or nothing. Returns ids and ingest tokens (shown once).
 
     Errors name the offending item as `<field_prefix>[i].<field>` (just `<field>` when field_prefix is None).
     Targets must pass `egress` (the default allows public internet addresses only).
+    `quotas` are the service defaults; the tenant's overrides apply on top (QuotaExceeded: field `devices`).
     """
 
     def item(i: int) -> str:
@@ -377,6 +402,10 @@ async def create_devices(
     await _check_egress(egress, specs, lambda i: f"{item(i)}target")
     tokens = [new_token(DEVICE_TOKEN_PREFIX) for _ in specs]
     async with _connection(db) as conn, conn.transaction():
+        before = await locked_usage(conn, tenant_id)
+        added_rate = sum(check_rate(s.kind, s.interval_s, s.enabled) for s in specs)
+        admit(await effective(conn, tenant_id, quotas), before,
+              Usage(before.devices + len(specs), before.checks_per_second + added_rate), "devices")
         parent_ids = sorted({s.parent_id for s in specs if s.parent_id is not None})
         if parent_ids:
             own = {r["id"] for r in await conn.fetch(SELECT_OWN_IDS, tenant_id, parent_ids)}
@@ -403,13 +432,18 @@ async def create_devices(
 
 
 async def update_device(
-    db: Executor, tenant_id: int, device_id: int, changes: dict[str, Any], *, egress: EgressPolicy = PUBLIC_ONLY
+    db: Executor, tenant_id: int, device_id: int, changes: dict[str, Any], *, egress: EgressPolicy = PUBLIC_ONLY,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> Device | None:
     """Apply `changes` (a subset of DeviceSpec fields); None when the tenant has no such device.
-    A new target (or kind) must pass `egress`."""
+
+    A new target (or kind) must pass `egress`; a change that raises the tenant's check rate is admitted
+    against its quota (QuotaExceeded)."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise InputError(sorted(unknown)[0], f"cannot be changed; editable fields: {', '.join(sorted(EDITABLE_FIELDS))}")
+    if id_problem(device_id):
+        return None  # no row can have this id
     async with _connection(db) as conn, conn.transaction():
         row = await conn.fetchrow(SELECT_DEVICE_FOR_UPDATE, tenant_id, device_id)
         if row is None:
@@ -427,6 +461,13 @@ async def update_device(
         _check_spec(spec, "")
         if "target" in changes or "kind" in changes:
             await _check_egress(egress, [spec], lambda _i: "target")
+        added_rate = (check_rate(spec.kind, spec.interval_s, spec.enabled)
+                      - check_rate(current.kind, current.interval_s, current.enabled))
+        if added_rate > 0:
+            before = await locked_usage(conn, tenant_id)
+            field = next((f for f in ("interval_s", "enabled", "kind") if f in changes), "interval_s")
+            admit(await effective(conn, tenant_id, quotas), before,
+                  Usage(before.devices, before.checks_per_second + added_rate), field)
         if spec.parent_id is not None and "parent_id" in changes:
             if spec.parent_id == device_id:
                 raise InputError("parent_id", "a device cannot be its own parent")
@@ -451,11 +492,15 @@ def _as_dict(spec: DeviceSpec) -> dict[str, Any]:
 
 
 async def delete_device(db: Executor, tenant_id: int, device_id: int) -> bool:
+    if id_problem(device_id):
+        return False
     return await db.fetchval(DELETE_DEVICE, tenant_id, device_id) is not None
 
 
 async def rotate_device_token(db: Executor, tenant_id: int, device_id: int) -> str | None:
     """New ingest token for the device (the old one stops working); None when there is no such device."""
+    if id_problem(device_id):
+        return None
     token = new_token(DEVICE_TOKEN_PREFIX)
     found = await db.fetchval(UPDATE_DEVICE_TOKEN, tenant_id, device_id, token_hash(token))
     return token if found is not None else None
@@ -470,6 +515,8 @@ async def notify_devices_changed(redis: Redis) -> None:
 
 
 async def get_device(db: Executor, tenant_id: int, device_id: int) -> DeviceDetail | None:
+    if id_problem(device_id):
+        return None
     async with _connection(db) as conn:
         row = await conn.fetchrow(SELECT_DEVICE, tenant_id, device_id)
         if row is None:
@@ -480,7 +527,7 @@ async def get_device(db: Executor, tenant_id: int, device_id: int) -> DeviceDeta
 
 async def device_by_token(db: Executor, token: str) -> IngestDevice | None:
     row = await db.fetchrow(SELECT_DEVICE_BY_TOKEN, token_hash(token))
-    return IngestDevice(row["id"], row["tenant_id"], row["kind"], row["enabled"]) if row else None
+    return IngestDevice(**dict(row)) if row else None
 
 
 async def state_counts(db: Executor, tenant_id: int) -> dict[str, int]:
@@ -496,14 +543,14 @@ def _encode_cursor(sort: str, value: Any, device_id: int) -> str:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -INT8_MAX <= value <= INT8_MAX
 
 
 # What a sort key in a cursor may be: a forged cursor gets a 422, never a database type error.
 _CURSOR_VALUE_OK: dict[str, Any] = {
     "id": _is_int,
     "state": _is_int,
-    "name": lambda v: isinstance(v, str),
+    "name": lambda v: isinstance(v, str) and text_problem(v, MAX_NAME) is None,
     "latency": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
 }
 
@@ -542,6 +589,14 @@ async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> Devi
         raise InputError("offset", "must be >= 0")
     if query.cursor and query.offset:
         raise InputError("offset", "use either cursor or offset, not both")
+    if query.offset > INT8_MAX:
+        raise InputError("offset", f"must be at most {INT8_MAX}")
+    if query.parent_id is not None and id_problem(query.parent_id):
+        raise InputError("parent_id", id_problem(query.parent_id))
+    if query.text is not None and text_problem(query.text, MAX_SEARCH):
+        raise InputError("q", text_problem(query.text, MAX_SEARCH))
+    if query.region is not None and (len(query.region) > MAX_LABEL or not DNS_LABEL.fullmatch(query.region)):
+        raise InputError("region", control_character_problem(query.region) or "must be a region name (one DNS label)")
 
     params: list[Any] = [tenant_id]
     where = ["d.tenant_id = $1"]
@@ -601,6 +656,12 @@ async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> Devi
     return DevicePage(items, total, next_cursor)
 
 
+def _check_ids(**ids: int | None) -> None:
+    for name, value in ids.items():
+        if value is not None and id_problem(value):
+            raise InputError(name, id_problem(value))
+
+
 async def list_incidents(
     db: Executor, tenant_id: int, *, device_id: int | None = None, open_only: bool = False,
     before_id: int | None = None, limit: int = 50,
@@ -608,6 +669,7 @@ async def list_incidents(
     """Newest first; page with `before_id` = the last id of the previous page."""
     if not 1 <= limit <= MAX_PAGE:
         raise InputError("limit", f"must be between 1 and {MAX_PAGE}")
+    _check_ids(device_id=device_id, before=before_id)
     rows = await db.fetch(SELECT_INCIDENTS, tenant_id, device_id, open_only, before_id, limit)
     return [Incident(**dict(r)) for r in rows]
 
@@ -619,6 +681,7 @@ async def list_webhook_deliveries(
         raise InputError("limit", f"must be between 1 and {MAX_PAGE}")
     if status is not None and status not in ("pending", "delivered", "failed"):
         raise InputError("status", "must be pending, delivered or failed")
+    _check_ids(before=before_id)
     rows = await db.fetch(SELECT_DELIVERIES, tenant_id, before_id, status, limit)
     return [WebhookDelivery(**dict(r)) for r in rows]
 

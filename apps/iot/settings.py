@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iot.egress import EgressPolicy
+from iot.quotas import DEFAULT_QUOTAS, Quotas
 
 
 # --- Egress policy (issue 12: SSRF-safe probes and webhooks) -----------------------------------------
@@ -58,12 +59,48 @@ class CommonSettings(EgressSettings):
         return frozenset(n.strip() for n in self.monitor_names.split(",") if n.strip())
 
 
-class TrackerSettings(CommonSettings):
+# --- bounded inputs and tenant quotas (issue 12): the HTTP apps that take bodies and create devices ---
+class RequestLimitSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    max_request_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024,
+        description="Largest request body read (413 above it, before parsing); Traefik's buffering "
+        "middleware enforces the same value in front.",
+    )
+    request_body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request body must arrive within this many seconds of the request (408 after)."
+    )
+
+
+class QuotaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    quota_devices: int = Field(
+        DEFAULT_QUOTAS.devices, ge=0, description="Devices a tenant may have (per-tenant overrides: tenant_quotas)."
+    )
+    quota_checks_per_second: float = Field(
+        DEFAULT_QUOTAS.checks_per_second, ge=0,
+        description="Checks per second a tenant may schedule: sum of 1/interval_s over its enabled checked devices.",
+    )
+    quota_points_per_second: float = Field(
+        DEFAULT_QUOTAS.points_per_second, ge=0,
+        description="Metric points (heartbeats count 1) a tenant may send per second, bursts up to 2 s of it.",
+    )
+
+    def quotas(self) -> Quotas:
+        return Quotas(self.quota_devices, self.quota_checks_per_second, self.quota_points_per_second)
+
+
+class TrackerSettings(CommonSettings, RequestLimitSettings, QuotaSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token that may create tenants (POST /v1/tenants). Unset: disabled."
     )
     max_devices_per_request: int = Field(10_000, description="Upper bound of one bulk device create.")
     max_points_per_request: int = Field(10_000, description="Upper bound of one metrics batch.")
+    metric_max_age_seconds: int = Field(
+        7 * 24 * 3600, gt=0, description="Metric points stamped further back than this are refused (422)."
+    )
 
 
 class WorkerSettings(CommonSettings):
@@ -150,7 +187,7 @@ class SimulatorSettings(BaseSettings):
     control_port: int = Field(9000, description="Control API port (SIM_CONTROL_PORT).")
 
 
-class DashboardSettings(CommonSettings):
+class DashboardSettings(CommonSettings, RequestLimitSettings, QuotaSettings):
     session_secret: SecretStr = Field(
         SecretStr("change-me-dashboard-session-secret"),
         description="Key that signs dashboard session cookies; set a long random value in production.",
@@ -177,6 +214,8 @@ class SeedSettings(CommonSettings):
 
 ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     CommonSettings,
+    RequestLimitSettings,
+    QuotaSettings,
     TrackerSettings,
     WorkerSettings,
     MonitorSettings,

@@ -14,6 +14,7 @@ import asyncpg
 
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.errors import Conflict, InputError
+from iot.inputs import MAX_NAME, MAX_SECRET, MIN_SECRET, target_text_problem, text_problem
 from iot.names import slug_problem
 from iot.tokens import TENANT_KEY_PREFIX, new_token, new_webhook_secret, token_hash
 
@@ -83,6 +84,9 @@ async def create_tenant(
     problem = slug_problem(slug, monitor_names)
     if problem:
         raise InputError("slug", problem)
+    problem = text_problem(name, MAX_NAME)
+    if problem:
+        raise InputError("name", problem)
     api_key = new_token(TENANT_KEY_PREFIX)
     row = await db.fetchrow(INSERT_TENANT, slug, name or slug, token_hash(api_key))
     if row is None:
@@ -115,6 +119,9 @@ async def rotate_api_key(db: Executor, tenant_id: int) -> str:
 async def webhook_url_problem(url: str, egress: EgressPolicy) -> str | None:
     """Why the worker would refuse to deliver to `url`, or None: https to a public address, or an
     allow-listed address (plain http is allowed only there)."""
+    problem = target_text_problem(url)
+    if problem:
+        return problem
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL with a host, e.g. https://example.com/hooks/iot"
@@ -143,8 +150,11 @@ async def set_webhook(
     problem = await webhook_url_problem(url, egress)
     if problem:
         raise InputError("url", problem)
-    if secret is not None and len(secret) < 16:
-        raise InputError("secret", "must be at least 16 characters (or omit it to get a generated one)")
+    if secret is not None and len(secret) < MIN_SECRET:
+        raise InputError("secret", f"must be at least {MIN_SECRET} characters (or omit it to get a generated one)")
+    problem = text_problem(secret, MAX_SECRET) if secret is not None else None
+    if problem:
+        raise InputError("secret", problem)
     if not 0 <= previous_secret_valid_s <= MAX_PREVIOUS_SECRET_VALID_S:
         raise InputError("previous_secret_valid_s", f"must be between 0 and {MAX_PREVIOUS_SECRET_VALID_S} seconds")
     secret = secret or new_webhook_secret()

@@ -23,6 +23,7 @@ from iot_processes import (
     start_tracker,
 )
 
+from iot.db import create_pool
 from iot.db.migrate import migrate
 
 _db_names = itertools.count()
@@ -42,6 +43,15 @@ def start_iot(tmp_path: Path) -> Iterator[Callable[..., IotProcess]]:
     yield start
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture
+async def pool(database_url: str):
+    """A pool on a fresh migrated database (for tests of repositories and the ingest writer)."""
+    await migrate(database_url)
+    pool = await create_pool(database_url)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(scope="module")

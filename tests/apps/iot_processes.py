@@ -91,12 +91,13 @@ class Tracker:
             return response.json()["api_key"]
 
 
-def start_tracker(database_url: str, redis_url: str, log_dir: Path) -> Tracker:
+def start_tracker(database_url: str, redis_url: str, log_dir: Path, **env: str | int) -> Tracker:
+    """`iot tracker` on a free port; `env` adds or overrides settings (e.g. QUOTA_DEVICES=3)."""
     port = free_port()
     process = IotProcess(
         ["tracker"],
         iot_env(DATABASE_URL=database_url, REDIS_URL=redis_url, APP_PORT=port, APP_HOST="127.0.0.1",
-                ADMIN_TOKEN=ADMIN_TOKEN, MONITOR_NAMES="frankfurt,tokyo"),
+                ADMIN_TOKEN=ADMIN_TOKEN, MONITOR_NAMES="frankfurt,tokyo", **env),
         log_dir / f"tracker-{port}.log",
     ).start()
     url = f"http://127.0.0.1:{port}"

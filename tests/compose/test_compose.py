@@ -247,3 +247,19 @@ def test_every_variable_given_to_an_iot_service_is_a_setting_it_reads(config: di
         if service.get("image") == config["services"]["tracker"]["image"]:
             unknown = set(service.get("environment") or {}) - known
             assert not unknown, f"{name}: {sorted(unknown)} are not read by any iot setting"
+
+
+def test_every_router_caps_request_bodies_with_a_buffering_middleware(config: dict) -> None:
+    """Traefik reads a body in full (up to the cap) before a container sees it; 413 above the cap."""
+    services = config["services"]
+    for name, (service, router) in routers(config).items():
+        labels = services[service]["labels"]
+        chain = router.get("middlewares", "").split(",")
+        caps = [int(labels[f"traefik.http.middlewares.{m}.buffering.maxRequestBodyBytes"]) for m in chain
+                if f"traefik.http.middlewares.{m}.buffering.maxRequestBodyBytes" in labels]
+        assert len(caps) == 1, f"router {name}: attach exactly one buffering middleware with maxRequestBodyBytes"
+        assert 0 < caps[0] <= 4 * 1024 * 1024, f"router {name}: cap {caps[0]}"
+        # The apps that read bodies enforce the same cap themselves (for requests that bypass Traefik).
+        environment = services[service].get("environment") or {}
+        if service in ("tracker", "dashboard"):
+            assert int(environment["MAX_REQUEST_BODY_BYTES"]) == caps[0], service

@@ -138,6 +138,27 @@ def test_routers_are_https_only_and_opted_in(specs, all_vars):
             assert settings["tls"] == "true", f"{job}/{name}"
 
 
+def test_every_router_caps_request_bodies_with_a_buffering_middleware(specs, all_vars):
+    """Traefik reads a body in full (up to the cap) before a container sees it; 413 above the cap."""
+    for job in SERVICE_JOBS:
+        job_tags = tags(specs[job], all_vars[job])
+        caps = {}
+        for tag in job_tags:
+            match = re.match(r"^traefik\.http\.middlewares\.([^.]+)\.buffering\.maxRequestBodyBytes=(\d+)$", tag)
+            if match:
+                caps[match.group(1)] = int(match.group(2))
+        for name, settings in routers(specs[job], all_vars[job]).items():
+            chain = settings.get("middlewares", "").split(",")
+            attached = [caps[m] for m in chain if m in caps]
+            assert len(attached) == 1, f"{job}/{name}: attach exactly one buffering middleware"
+            assert 0 < attached[0] <= 4 * 1024 * 1024, f"{job}/{name}: cap {attached[0]}"
+            if job in ("tracker", "dashboard"):
+                # The app enforces the same cap for requests that reach it without Traefik.
+                ((_, task),) = specs[job].tasks()
+                env = task["env"][0]
+                assert int(specs[job].evaluate(env["MAX_REQUEST_BODY_BYTES"], all_vars[job])) == attached[0], job
+
+
 def test_every_service_has_an_http_health_check(specs):
     for job, spec in specs.items():
         services = list(spec.services())

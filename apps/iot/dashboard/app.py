@@ -10,19 +10,22 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from iot import __version__
+from iot import __version__, http_headers, http_limits
 from iot.dashboard.context import NotFound, PageError, Services, SignInRequired
 from iot.dashboard.routes import auth, overview
 from iot.dashboard.routes import devices as device_routes
 from iot.dashboard.routes import settings as settings_routes
 from iot.dashboard.session import SessionCodec
+from iot.dashboard.session_store import SessionStore
 from iot.db import create_pool
+from iot.errors import REFUSED_BY_DATABASE, refused_by_database
 from iot.settings import DashboardSettings
 
 PACKAGE = resources.files("iot.dashboard")
@@ -62,7 +65,7 @@ def create_app(settings: DashboardSettings) -> FastAPI:
         db = await create_pool(settings.database_url.get_secret_value(), min_size=2, max_size=10)
         redis = Redis.from_url(settings.redis_url.get_secret_value())
         app.state.services = Services(settings, db, redis, SessionCodec(settings.session_secret.get_secret_value()),
-                                      templates)
+                                      templates, SessionStore(redis))
         try:
             yield
         finally:
@@ -78,6 +81,10 @@ def create_app(settings: DashboardSettings) -> FastAPI:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 
+    http_limits.install(app, max_bytes=settings.max_request_body_bytes,
+                        timeout_seconds=settings.request_body_timeout_seconds, respond=_body_refused)
+    # Pages show API keys, device tokens and webhook secrets: never cached (static assets may be).
+    http_headers.install(app, no_store=lambda path: not path.startswith("/static/"))
     app.mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static")
 
     @app.get("/health")
@@ -108,6 +115,21 @@ def create_app(settings: DashboardSettings) -> FastAPI:
         # e.g. /devices/abc: the same page as for a device that does not exist.
         return await page_error(request, NotFound("There is no such page or device here."))
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        problem = refused_by_database(exc)  # type: ignore[arg-type]
+        return error_page(request, 422, "Value not accepted", f"{problem.field}: {problem.reason}")
+
+    for refused_class in REFUSED_BY_DATABASE:
+        app.add_exception_handler(refused_class, refused)
+
+    @app.exception_handler(RedisError)
+    async def session_store_down(request: Request, exc: RedisError) -> Response:
+        # Sessions are checked in Redis on every signed-in request; without it nobody can be let in.
+        response = error_page(request, 503, "Temporarily unavailable",
+                              "The dashboard cannot check sessions right now. Try again in a minute.")
+        response.headers["Retry-After"] = "30"
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
@@ -117,6 +139,10 @@ def create_app(settings: DashboardSettings) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     return app
+
+
+def _body_refused(status: int, reason: str) -> Response:
+    return PlainTextResponse(f"{status}: {reason}\n", status_code=status)
 
 
 def _next_param(target: str) -> str:

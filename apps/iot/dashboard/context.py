@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from iot import tenants
 from iot.dashboard import queries
 from iot.dashboard.session import COOKIE_NAME, Session, SessionCodec, csrf_matches, key_fingerprint
+from iot.dashboard.session_store import SessionStore
 from iot.dashboard.tenancy import tenant_slug_from_host
 from iot.settings import DashboardSettings
 
@@ -55,6 +56,7 @@ class Services:
     redis: Redis
     sessions: SessionCodec
     templates: Jinja2Templates
+    session_store: SessionStore
 
 
 def services(request: Request) -> Services:
@@ -97,6 +99,8 @@ async def tenant_only(request: Request, svc: Annotated[Services, Depends(service
         current = await queries.api_key_hash(svc.db, tenant.id)
         if current is None or key_fingerprint(current) != session.key_fingerprint:
             session = None  # opened with an API key that has been rotated since: sign in again
+    if session is not None and not await svc.session_store.is_open(session):
+        session = None  # signed out (this cookie may be a copy kept after sign-out)
     return TenantRequest(svc, tenant, session)
 
 

@@ -1,7 +1,9 @@
 """Signed session cookies, bound to one tenant's host.
 
-The cookie carries the tenant id, its slug, a per-session CSRF token and a fingerprint of the API key
-it was opened with, signed with SESSION_SECRET (itsdangerous). Rotating the key changes the
+The cookie carries a random session id, the tenant id, its slug, a per-session CSRF token and a
+fingerprint of the API key it was opened with, signed with SESSION_SECRET (itsdangerous). The session id
+is also recorded server-side (`session_store.py`), so signing out ends the session even for a copy of
+the cookie. Rotating the key changes the
 fingerprint, which ends every session opened with the old key. It is host-only (no Domain attribute), so browsers never send acme's cookie to
 beta.<domain>; and because a cookie can still be replayed by hand, every request checks that the slug
 inside matches the tenant named by the Host header.
@@ -17,11 +19,12 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 COOKIE_NAME = "iot_session"
 MAX_AGE_SECONDS = 7 * 24 * 3600
-_SALT = "iot.dashboard.session.v1"
+_SALT = "iot.dashboard.session.v2"  # v2 added the session id: v1 cookies sign in again
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    sid: str  # random; the server-side record of the session is keyed on it
     tenant_id: int
     slug: str
     csrf: str
@@ -38,12 +41,13 @@ class SessionCodec:
 
     def new(self, tenant_id: int, slug: str, api_key_hash: str) -> tuple[Session, str]:
         """A fresh session and its cookie value."""
-        session = Session(tenant_id, slug, secrets.token_urlsafe(24), key_fingerprint(api_key_hash))
+        session = Session(secrets.token_urlsafe(24), tenant_id, slug, secrets.token_urlsafe(24),
+                          key_fingerprint(api_key_hash))
         return session, self.encode(session)
 
     def encode(self, session: Session) -> str:
-        return self._serializer.dumps({"tid": session.tenant_id, "slug": session.slug, "csrf": session.csrf,
-                                       "kf": session.key_fingerprint})
+        return self._serializer.dumps({"sid": session.sid, "tid": session.tenant_id, "slug": session.slug,
+                                       "csrf": session.csrf, "kf": session.key_fingerprint})
 
     def decode(self, value: str | None) -> Session | None:
         """The session in a cookie value, or None when missing, tampered with, expired or malformed."""
@@ -55,10 +59,10 @@ class SessionCodec:
             return None
         if not isinstance(data, dict):
             return None
-        tid, slug, csrf, kf = data.get("tid"), data.get("slug"), data.get("csrf"), data.get("kf")
-        if not isinstance(tid, int) or not all(isinstance(v, str) for v in (slug, csrf, kf)):
+        sid, tid, slug, csrf, kf = (data.get(k) for k in ("sid", "tid", "slug", "csrf", "kf"))
+        if not isinstance(tid, int) or not all(isinstance(v, str) for v in (sid, slug, csrf, kf)):
             return None
-        return Session(tid, slug, csrf, kf)
+        return Session(sid, tid, slug, csrf, kf)
 
 
 def csrf_matches(session: Session, submitted: str | None) -> bool:

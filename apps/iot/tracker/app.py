@@ -10,12 +10,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from iot import __version__
+from iot import __version__, http_headers, http_limits
 from iot.db import create_pool
 from iot.settings import TrackerSettings
 from iot.tracker import errors, routes_devices, routes_ingest, routes_tenants
 from iot.tracker.auth import DeviceTokenCache
 from iot.tracker.ingest import MetricWriter
+from iot.tracker.rate_limit import PointBudget
 
 DESCRIPTION = """
 Tenant API (`Authorization: Bearer <api_key>`): devices, incidents, webhooks.
@@ -23,6 +24,9 @@ Device ingest (`Authorization: Bearer <device token>`): metrics and heartbeats.
 Tenant creation (`Authorization: Bearer <ADMIN_TOKEN>`).
 
 Errors: `{"detail": "...", "errors": [{"field": "devices[3].target", "reason": "..."}]}`.
+
+Limits: request bodies up to MAX_REQUEST_BODY_BYTES (413), arriving within REQUEST_BODY_TIMEOUT_SECONDS
+(408); per-tenant quotas on devices, checks per second and metric points per second (429 with Retry-After).
 """
 
 
@@ -37,6 +41,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         writer.start()
         app.state.pool, app.state.redis, app.state.writer = pool, redis, writer
         app.state.device_tokens = DeviceTokenCache(pool)
+        app.state.point_budget = PointBudget(redis)
         try:
             yield
         finally:
@@ -48,6 +53,10 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.egress = settings.egress_policy()  # what device targets and webhook URLs may reach
     errors.install(app)
+    http_limits.install(app, max_bytes=settings.max_request_body_bytes,
+                        timeout_seconds=settings.request_body_timeout_seconds, respond=errors.body_refused)
+    # Every API answer may carry a key, a token or a webhook secret: never cached.
+    http_headers.install(app, no_store=lambda path: True)
     app.include_router(routes_tenants.router)
     app.include_router(routes_devices.router)
     app.include_router(routes_ingest.router)

@@ -1,17 +1,22 @@
 """Bearer authentication: the admin token, tenant API keys and device ingest tokens.
 
 Every failure is a 401 with `WWW-Authenticate: Bearer`, saying which kind of key the endpoint wants,
-never whether some other tenant's key or device exists.
+never whether some other tenant's key or device exists. Routers use `AuthenticateFirst`, so credentials
+are checked before the request body is read: an anonymous client cannot make the tracker read or parse
+its body, and one that declares a body but never sends it gets its 401 at once.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from iot.devices import IngestDevice, device_by_token
@@ -35,21 +40,39 @@ def _token(credentials: HTTPAuthorizationCredentials | None, what: str) -> str:
     return credentials.credentials
 
 
+_MISSING = object()
+
+
+def _known(request: Request) -> Any:
+    """What this request was already authenticated as (by `AuthenticateFirst`), or _MISSING."""
+    return getattr(request.state, "authenticated", _MISSING)
+
+
+def _remember(request: Request, who: Any) -> Any:
+    request.state.authenticated = who
+    return who
+
+
 async def require_admin(request: Request, credentials: Credentials) -> None:
+    if _known(request) is not _MISSING:
+        return
     admin_token = request.app.state.settings.admin_token
     if admin_token is None:
         raise HTTPException(403, detail="tenant creation is disabled on this server: set ADMIN_TOKEN to enable it")
     given = _token(credentials, "ADMIN_TOKEN")
     if not hmac.compare_digest(given.encode(), admin_token.get_secret_value().encode()):
         raise unauthorized("wrong admin token")
+    _remember(request, None)
 
 
 async def current_tenant(request: Request, credentials: Credentials) -> Tenant:
+    if (known := _known(request)) is not _MISSING:
+        return known
     api_key = _token(credentials, "tenant API key")
     tenant = await tenant_by_api_key(request.app.state.pool, api_key)
     if tenant is None:
         raise unauthorized("unknown or revoked tenant API key")
-    return tenant
+    return _remember(request, tenant)
 
 
 class DeviceTokenCache:
@@ -77,11 +100,50 @@ class DeviceTokenCache:
 
 
 async def current_device(request: Request, credentials: Credentials) -> IngestDevice:
+    if (known := _known(request)) is not _MISSING:
+        return known
     token = _token(credentials, "device token")
     device = await request.app.state.device_tokens.lookup(token)
     if device is None:
         raise unauthorized("unknown or revoked device token")
-    return device
+    if not device.enabled:
+        raise HTTPException(403, detail=f"device {device.id} is disabled: it cannot send data; enable it "
+                                        f"(PATCH /v1/devices/{device.id} {{\"enabled\": true}}) first")
+    return _remember(request, device)
+
+
+AUTHENTICATORS = (require_admin, current_tenant, current_device)
+
+
+def _authenticator(dependant: Dependant) -> Callable[..., Awaitable[Any]] | None:
+    for dependency in dependant.dependencies:
+        if dependency.call in AUTHENTICATORS:
+            return dependency.call
+        found = _authenticator(dependency)
+        if found is not None:
+            return found
+    return None
+
+
+class AuthenticateFirst(APIRoute):
+    """A route that checks its bearer credentials before FastAPI reads the body.
+
+    FastAPI reads and parses a body before it resolves dependencies, so without this an anonymous
+    64 MiB POST is parsed just to be told 401. The authenticator's result is kept on the request, and
+    the dependency returns it without a second lookup.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+        authenticate = _authenticator(self.dependant)
+        if authenticate is None:
+            return handler
+
+        async def authenticated_handler(request: Request) -> Response:
+            await authenticate(request, await bearer(request))
+            return await handler(request)
+
+        return authenticated_handler
 
 
 AdminAuth = Annotated[None, Depends(require_admin)]

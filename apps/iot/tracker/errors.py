@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from iot.errors import Conflict, InputError
+from iot.errors import REFUSED_BY_DATABASE, Conflict, InputError, QuotaExceeded, refused_by_database
 from iot.tracker.schemas import SHAPE_TAGS
 
 LOCATIONS = ("body", "query", "path", "header", "cookie")
@@ -70,6 +70,24 @@ async def on_input_error(request: Request, exc: InputError) -> JSONResponse:
     return error_response(status, [{"field": exc.field, "location": "body", "reason": exc.reason}])
 
 
+def body_refused(status: int, reason: str) -> JSONResponse:
+    """A request body refused before parsing (413, 408), in the API's error shape."""
+    return error_response(status, [{"field": "body", "location": "body", "reason": reason}])
+
+
+async def on_quota_exceeded(request: Request, exc: QuotaExceeded) -> JSONResponse:
+    response = error_response(429, [{"field": exc.field, "location": "body", "reason": exc.reason}])
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+async def on_refused_by_database(request: Request, exc: Exception) -> JSONResponse:
+    return await on_input_error(request, refused_by_database(exc))  # type: ignore[arg-type]
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(InputError, on_input_error)  # type: ignore[arg-type]
+    app.add_exception_handler(QuotaExceeded, on_quota_exceeded)  # type: ignore[arg-type]
+    for refused in REFUSED_BY_DATABASE:
+        app.add_exception_handler(refused, on_refused_by_database)

@@ -5,6 +5,11 @@ Requests hand their points to one background task and wait for the commit, so th
 COPY, so throughput grows with load instead of costing one transaction per request. Last-seen times go
 to Postgres (`devices.last_seen_at`, which the worker's silence watch reads) in the same transaction,
 and then to the Redis hash `devices:last_seen` (a cache for readers; nothing in this repo reads it yet).
+
+A batch mixes tenants, so one bad submission must not fail the others: when Postgres refuses a value
+(the API validates first; this is the last line), the batch is split in halves and each half retried,
+down to the one submission that carries it, which alone gets an InputError (422). A database outage
+still fails every waiter with IngestUnavailable (503).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from iot.errors import REFUSED_BY_DATABASE, InputError, refused_by_database
 from iot.log import log_fields
 from iot.protocol import DEVICE_LAST_SEEN_KEY
 
@@ -97,22 +103,45 @@ class MetricWriter:
 
     async def _flush(self, batch: list[_Submission]) -> None:
         try:
+            await self._store_isolating(batch)
+        except Exception as exc:  # noqa: BLE001 - every waiter not answered yet must be released
+            self._fail(batch, exc)
+
+    async def _store_isolating(self, batch: list[_Submission]) -> None:
+        """Store the batch in one transaction if possible, answering each waiter as its points commit.
+
+        Submissions whose device was deleted meanwhile are answered 0 and dropped; one holding a value
+        Postgres refuses is rejected alone (the batch is halved until it is found)."""
+        if not batch:
+            return
+        try:
             await self._store(batch)
         except asyncpg.ForeignKeyViolationError:
             # A device was deleted while its points were queued: drop those, keep the rest.
-            try:
-                batch = await self._without_deleted(batch)
-                await self._store(batch)
-            except Exception as exc:  # noqa: BLE001 - every waiter must be released
-                self._fail(batch, exc)
+            kept = await self._without_deleted(batch)
+            if len(kept) == len(batch):
+                raise
+            await self._store_isolating(kept)
+            return
+        except REFUSED_BY_DATABASE as exc:
+            if len(batch) == 1:
+                self._reject(batch[0], exc)
                 return
-        except Exception as exc:  # noqa: BLE001 - every waiter must be released
-            self._fail(batch, exc)
+            half = len(batch) // 2
+            await self._store_isolating(batch[:half])
+            await self._store_isolating(batch[half:])
             return
         await self._mark_seen_in_redis(batch)
         for sub in batch:
             if not sub.done.done():
                 sub.done.set_result(len(sub.points))
+
+    def _reject(self, sub: _Submission, exc: asyncpg.PostgresError) -> None:
+        refused = refused_by_database(exc)
+        log_fields(logger, logging.WARNING, "metric submission refused by the database", device_id=sub.device_id,
+                   error=refused.reason)
+        if not sub.done.done():
+            sub.done.set_exception(InputError("points", refused.reason))
 
     async def _store(self, batch: list[_Submission]) -> None:
         records = [(sub.device_id, ts, name, value) for sub in batch for ts, name, value in sub.points]

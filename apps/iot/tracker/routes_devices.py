@@ -9,7 +9,8 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from iot import devices
 from iot.devices import DeviceQuery, DeviceSpec
 from iot.errors import InputError
-from iot.tracker.auth import TenantAuth
+from iot.inputs import CursorText, Id, Label, Offset, SearchText
+from iot.tracker.auth import AuthenticateFirst, TenantAuth
 from iot.tracker.schemas import (
     DeviceCreateBody,
     DeviceCreated,
@@ -28,8 +29,8 @@ from iot.tracker.schemas import (
     TokenOut,
 )
 
-router = APIRouter(prefix="/v1", tags=["devices"],
-                   responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+router = APIRouter(prefix="/v1", tags=["devices"], route_class=AuthenticateFirst,
+                   responses={status: {"model": ErrorOut} for status in (401, 408, 413, 422)})
 
 NOT_FOUND = "no such device"
 
@@ -43,7 +44,7 @@ def _spec(item: DeviceIn) -> DeviceSpec:
 
 
 @router.post("/devices", status_code=201, response_model=DeviceCreated | DevicesCreated,
-             responses={409: {"model": ErrorOut}, 413: {"model": ErrorOut}})
+             responses={409: {"model": ErrorOut}, 429: {"model": ErrorOut}})
 async def create_devices(
     body: Annotated[DeviceCreateBody, Body(description="One device, a list, or {\"devices\": [...]}.")],
     tenant: TenantAuth,
@@ -53,7 +54,7 @@ async def create_devices(
     state = request.app.state
     if isinstance(body, DeviceIn):
         (created,) = await devices.create_devices(state.pool, tenant.id, [_spec(body)], field_prefix=None,
-                                                  egress=state.egress)
+                                                  egress=state.egress, quotas=state.settings.quotas())
         await devices.notify_devices_changed(state.redis)
         return DeviceCreated(id=created.id, name=created.name, token=created.token)
     items = body if isinstance(body, list) else body.devices
@@ -62,7 +63,8 @@ async def create_devices(
         raise HTTPException(413, detail=f"devices: {len(items)} items, at most {limit} per request; split the list")
     if not items:
         raise InputError("devices", "the list is empty; send at least one device")
-    created_all = await devices.create_devices(state.pool, tenant.id, [_spec(i) for i in items], egress=state.egress)
+    created_all = await devices.create_devices(state.pool, tenant.id, [_spec(i) for i in items], egress=state.egress,
+                                               quotas=state.settings.quotas())
     await devices.notify_devices_changed(state.redis)
     return DevicesCreated(devices=[DeviceCreated(id=c.id, name=c.name, token=c.token) for c in created_all])
 
@@ -73,15 +75,15 @@ async def list_devices(
     request: Request,
     state: State | None = None,
     kind: Literal["http", "tcp", "icmp", "push"] | None = None,
-    region: Annotated[str | None, Query(max_length=64, description="Only devices checked from this region.")] = None,
+    region: Annotated[Label | None, Query(description="Only devices checked from this region.")] = None,
     region_state: Annotated[State | None, Query(description="With region: that region's view.")] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Substring of name or target.")] = None,
-    parent_id: Annotated[int | None, Query(description="Only children of this gateway.")] = None,
+    q: Annotated[SearchText | None, Query(description="Substring of name or target.")] = None,
+    parent_id: Annotated[Id | None, Query(description="Only children of this gateway.")] = None,
     sort: Literal["id", "name", "state", "latency"] = "id",
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    cursor: Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page.")] = None,
+    offset: Annotated[Offset, Query()] = 0,
+    cursor: Annotated[CursorText | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> DevicePageOut:
     """Page through devices; follow `next_cursor` (stable under inserts) or use `offset`."""
     query = DeviceQuery(state=state, kind=kind, region=region, region_state=region_state, text=q,
@@ -93,7 +95,7 @@ async def list_devices(
 
 
 @router.get("/devices/{device_id}", response_model=DeviceDetailOut, responses={404: {"model": ErrorOut}})
-async def get_device(device_id: int, tenant: TenantAuth, request: Request) -> DeviceDetailOut:
+async def get_device(device_id: Id, tenant: TenantAuth, request: Request) -> DeviceDetailOut:
     """The device with its overall state and the last result and latency from each region."""
     detail = await devices.get_device(request.app.state.pool, tenant.id, device_id)
     if detail is None:
@@ -103,8 +105,8 @@ async def get_device(device_id: int, tenant: TenantAuth, request: Request) -> De
 
 
 @router.patch("/devices/{device_id}", response_model=DeviceOut,
-              responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
-async def update_device(device_id: int, body: DevicePatch, tenant: TenantAuth, request: Request) -> DeviceOut:
+              responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 429: {"model": ErrorOut}})
+async def update_device(device_id: Id, body: DevicePatch, tenant: TenantAuth, request: Request) -> DeviceOut:
     """Change some fields; send `null` to clear an optional one (target, grace_s, parent_id, anomaly_*)."""
     changes = body.model_dump(exclude_unset=True)
     for required in ("name", "kind", "interval_s", "timeout_ms", "enabled"):
@@ -113,7 +115,8 @@ async def update_device(device_id: int, body: DevicePatch, tenant: TenantAuth, r
     if not changes:
         raise InputError("body", "no field to change; send at least one")
     state = request.app.state
-    device = await devices.update_device(state.pool, tenant.id, device_id, changes, egress=state.egress)
+    device = await devices.update_device(state.pool, tenant.id, device_id, changes, egress=state.egress,
+                                         quotas=state.settings.quotas())
     if device is None:
         raise _not_found(device_id)
     await devices.notify_devices_changed(state.redis)
@@ -121,7 +124,7 @@ async def update_device(device_id: int, body: DevicePatch, tenant: TenantAuth, r
 
 
 @router.delete("/devices/{device_id}", status_code=204, responses={404: {"model": ErrorOut}})
-async def delete_device(device_id: int, tenant: TenantAuth, request: Request) -> Response:
+async def delete_device(device_id: Id, tenant: TenantAuth, request: Request) -> Response:
     state = request.app.state
     if not await devices.delete_device(state.pool, tenant.id, device_id):
         raise _not_found(device_id)
@@ -130,7 +133,7 @@ async def delete_device(device_id: int, tenant: TenantAuth, request: Request) ->
 
 
 @router.post("/devices/{device_id}/token", response_model=TokenOut, responses={404: {"model": ErrorOut}})
-async def rotate_device_token(device_id: int, tenant: TenantAuth, request: Request) -> TokenOut:
+async def rotate_device_token(device_id: Id, tenant: TenantAuth, request: Request) -> TokenOut:
     """Issue a new ingest token for the device; the old one stops working within seconds."""
     token = await devices.rotate_device_token(request.app.state.pool, tenant.id, device_id)
     if token is None:
@@ -142,9 +145,9 @@ async def rotate_device_token(device_id: int, tenant: TenantAuth, request: Reque
 async def list_incidents(
     tenant: TenantAuth,
     request: Request,
-    device_id: Annotated[int | None, Query(ge=1)] = None,
+    device_id: Annotated[Id | None, Query()] = None,
     open: Annotated[bool, Query(description="Only unresolved incidents.")] = False,  # noqa: A002
-    before: Annotated[int | None, Query(ge=1, description="Incidents older than this id.")] = None,
+    before: Annotated[Id | None, Query(description="Incidents older than this id.")] = None,
     limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 50,
 ) -> IncidentPageOut:
     """Incidents newest first; a foreign or unknown device_id simply has none."""

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
-from iot import devices, tenants
-from iot.tracker.auth import AdminAuth, TenantAuth
+from iot import devices, quotas, tenants
+from iot.inputs import Id, Slug
+from iot.tracker.auth import AdminAuth, AuthenticateFirst, TenantAuth
 from iot.tracker.schemas import (
     ApiKeyOut,
     DeliveryOut,
     DeliveryPageOut,
     ErrorOut,
+    QuotasIn,
+    QuotasOut,
+    QuotaUse,
     TenantCreate,
     TenantCreated,
     TenantOut,
@@ -20,7 +24,8 @@ from iot.tracker.schemas import (
     WebhookOut,
 )
 
-router = APIRouter(prefix="/v1", responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+router = APIRouter(prefix="/v1", route_class=AuthenticateFirst,
+                   responses={status: {"model": ErrorOut} for status in (401, 408, 413, 422)})
 
 
 @router.post("/tenants", status_code=201, response_model=TenantCreated, tags=["admin"],
@@ -32,6 +37,34 @@ async def create_tenant(body: TenantCreate, request: Request, _: AdminAuth) -> T
         state.pool, body.slug, body.name, monitor_names=state.settings.monitor_name_set()
     )
     return TenantCreated(id=tenant.id, slug=tenant.slug, api_key=api_key)
+
+
+@router.put("/tenants/{slug}/quotas", response_model=QuotasOut, tags=["admin"],
+            responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
+async def set_tenant_quotas(slug: Slug, body: QuotasIn, request: Request, _: AdminAuth) -> QuotasOut:
+    """Override a tenant's quotas (needs the admin token); null keeps the service default."""
+    pool = request.app.state.pool
+    tenant = await tenants.tenant_by_slug(pool, slug)
+    if tenant is None:
+        raise HTTPException(404, detail=f"no tenant {slug!r}")
+    await quotas.set_overrides(pool, tenant.id, max_devices=body.max_devices,
+                               checks_per_second=body.checks_per_second, points_per_second=body.points_per_second)
+    return await _quotas_of(request, tenant.id)
+
+
+@router.get("/tenant/quotas", response_model=QuotasOut, tags=["tenant"])
+async def get_quotas(tenant: TenantAuth, request: Request) -> QuotasOut:
+    """This tenant's quotas and how much of them it uses (over quota: 429 with Retry-After)."""
+    return await _quotas_of(request, tenant.id)
+
+
+async def _quotas_of(request: Request, tenant_id: int) -> QuotasOut:
+    pool = request.app.state.pool
+    limits = await quotas.effective(pool, tenant_id, request.app.state.settings.quotas())
+    use = await quotas.usage(pool, tenant_id)
+    return QuotasOut(devices=QuotaUse(limit=limits.devices, used=use.devices),
+                     checks_per_second=QuotaUse(limit=limits.checks_per_second, used=round(use.checks_per_second, 6)),
+                     points_per_second=QuotaUse(limit=limits.points_per_second, used=None))
 
 
 @router.get("/tenant", response_model=TenantOut, tags=["tenant"])
@@ -69,8 +102,8 @@ async def get_webhook(tenant: TenantAuth, request: Request) -> WebhookOut:
 async def list_deliveries(
     tenant: TenantAuth,
     request: Request,
-    status: Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")] = None,
-    before: Annotated[int | None, Query(ge=1, description="Deliveries older than this id.")] = None,
+    status: Literal["pending", "delivered", "failed"] | None = None,
+    before: Annotated[Id | None, Query(description="Deliveries older than this id.")] = None,
     limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 50,
 ) -> DeliveryPageOut:
     """Delivery history, newest first."""

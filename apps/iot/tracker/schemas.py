@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from typing_extensions import TypedDict
 
+from iot.inputs import INT4_MAX, DisplayName, Id, Name, Secret, Slug, Target, Url
+
 Kind = Literal["http", "tcp", "icmp", "push"]
 State = Literal["up", "down", "degraded", "unknown"]
 
@@ -35,8 +37,8 @@ class Strict(BaseModel):
 
 
 class TenantCreate(Strict):
-    slug: str = Field(description="One DNS label; the dashboard lives at <slug>.<domain>.", examples=["acme"])
-    name: str = Field("", max_length=200, description="Display name (defaults to the slug).")
+    slug: Slug = Field(description="One DNS label; the dashboard lives at <slug>.<domain>.", examples=["acme"])
+    name: DisplayName = Field("", description="Display name (defaults to the slug).")
 
 
 class TenantCreated(BaseModel):
@@ -54,20 +56,41 @@ class TenantOut(BaseModel):
     devices_by_state: dict[str, int]
 
 
+class QuotasIn(Strict):
+    """A tenant's quota overrides; null (or omitted) keeps the service default (QUOTA_* settings)."""
+
+    max_devices: int | None = Field(None, ge=0, le=INT4_MAX, description="Devices the tenant may have.")
+    checks_per_second: float | None = Field(
+        None, ge=0, le=1e6, description="Sum of 1/interval_s over its enabled http, tcp and icmp devices.")
+    points_per_second: float | None = Field(
+        None, ge=0, le=1e9, description="Metric points (heartbeats count 1) per second; bursts up to 2 s of it.")
+
+
+class QuotaUse(BaseModel):
+    limit: float
+    used: float | None = Field(description="Current use; null where it is a rate the tracker meters per request.")
+
+
+class QuotasOut(BaseModel):
+    devices: QuotaUse
+    checks_per_second: QuotaUse
+    points_per_second: QuotaUse
+
+
 class ApiKeyOut(BaseModel):
     api_key: str = Field(description="The new key; the old one no longer works. Shown only once.")
 
 
 class DeviceIn(Strict):
-    name: str = Field(min_length=1, max_length=200, examples=["pump-17"])
+    name: Name = Field(examples=["pump-17"])
     kind: Kind = Field(description="http: GET target URL; tcp: connect host:port; icmp: ping host; "
                                    "push: the device sends metrics/heartbeats itself.")
-    target: str | None = Field(None, examples=["http://pump-1.example.com:8080/health"])
+    target: Target | None = Field(None, examples=["http://pump-1.example.com:8080/health"])
     interval_s: int = Field(60, ge=5, le=86400, description="Check (or expected push) interval.")
     timeout_ms: int = Field(5000, ge=100, le=60000)
     grace_s: int | None = Field(None, ge=5, le=604800,
                                 description="push: silence allowed before `down` (default 3 intervals).")
-    parent_id: int | None = Field(None, description="Gateway this device sits behind (same tenant).")
+    parent_id: Id | None = Field(None, description="Gateway this device sits behind (same tenant).")
     enabled: bool = True
     anomaly_factor: float | None = Field(None, gt=0, le=100, description="Slow = above mean + factor * stddev.")
     anomaly_min_ms: float | None = Field(None, ge=0, le=60000, description="... and at least this far above the mean.")
@@ -75,13 +98,13 @@ class DeviceIn(Strict):
 
 
 class DevicePatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Name | None = None
     kind: Kind | None = None
-    target: str | None = None
+    target: Target | None = None
     interval_s: int | None = Field(None, ge=5, le=86400)
     timeout_ms: int | None = Field(None, ge=100, le=60000)
     grace_s: int | None = Field(None, ge=5, le=604800)
-    parent_id: int | None = None
+    parent_id: Id | None = None
     enabled: bool | None = None
     anomaly_factor: float | None = Field(None, gt=0, le=100)
     anomaly_min_ms: float | None = Field(None, ge=0, le=60000)
@@ -181,10 +204,9 @@ class IncidentPageOut(BaseModel):
 
 
 class WebhookIn(Strict):
-    url: str | None = Field(description="https URL to POST events to (a public address); null disables webhooks.",
+    url: Url | None = Field(description="https URL to POST events to (a public address); null disables webhooks.",
                             examples=["https://example.com/hooks/iot"])
-    secret: str | None = Field(None, min_length=16, max_length=200,
-                               description="HMAC-SHA256 key for the signature header; generated when omitted.")
+    secret: Secret | None = Field(None, description="HMAC-SHA256 key for the signature header; generated when omitted.")
     previous_secret_valid_s: int = Field(
         86400, ge=0, le=7 * 86400,
         description="When the secret changes, deliveries are also signed with the previous secret for this "
@@ -224,7 +246,7 @@ class MetricPoint(TypedDict):
 
     __pydantic_config__ = ConfigDict(extra="forbid", allow_inf_nan=False)  # type: ignore[misc]
 
-    name: Annotated[str, Field(min_length=1, max_length=200, examples=["temperature_c"])]
+    name: Annotated[Name, Field(examples=["temperature_c"])]
     value: Annotated[float, Field(examples=[21.5])]
     ts: NotRequired[Annotated[datetime | None, Field(description="When it was measured (RFC 3339); default: arrival time.")]]
 

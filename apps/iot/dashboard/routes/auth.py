@@ -42,7 +42,8 @@ async def signin(request: Request, ctx: TenantAnonymous) -> Response:
         return ctx.render(request, "signin.html", status_code=401, next=next_path,
                           error=f"That is not an API key of {ctx.tenant.slug}. Paste the key you got when the "
                                 "tenant was created (or after the last rotation).")
-    _, cookie = ctx.services.sessions.new(tenant.id, tenant.slug, token_hash(api_key))
+    session, cookie = ctx.services.sessions.new(tenant.id, tenant.slug, token_hash(api_key))
+    await ctx.services.session_store.open(session)
     response = RedirectResponse(next_path, status_code=303)
     set_session_cookie(response, cookie, secure=ctx.services.settings.cookie_secure)
     return response
@@ -50,6 +51,8 @@ async def signin(request: Request, ctx: TenantAnonymous) -> Response:
 
 @router.post("/signout")
 async def signout(ctx: TenantAnonymous, form: Form) -> Response:
+    if ctx.session is not None:
+        await ctx.services.session_store.close(ctx.session)  # ends it on the server, for copies of the cookie too
     response = RedirectResponse("/signin", status_code=303)
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
     return response

@@ -16,13 +16,15 @@ from iot.dashboard import csv_import, queries
 from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
-from iot.errors import InputError
+from iot.errors import InputError, QuotaExceeded
+from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, Id, text_problem
 
 router = APIRouter()
 
 PAGE_SIZE = 50
 LIST_SORTS = ("name", "state", "latency")
 MAX_CSV_BYTES = 2 * 1024 * 1024
+MAX_PAGE_NUMBER = INT8_MAX // PAGE_SIZE  # keeps the offset inside bigint
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,15 +42,17 @@ class ListParams:
     def from_request(cls, request: Request) -> ListParams:
         qp = request.query_params
         try:
-            page = max(1, int(qp.get("page", "1")))
+            page = min(max(1, int(qp.get("page", "1"))), MAX_PAGE_NUMBER)
         except ValueError:
             page = 1
         state = qp.get("state", "")
         sort = qp.get("sort", "name")
+        q = qp.get("q", "").strip()[:MAX_SEARCH]
+        region = qp.get("region", "").strip()
         return cls(
-            q=qp.get("q", "").strip()[:200],
+            q=q if text_problem(q, MAX_SEARCH) is None else "",
             state=state if state in devices.STATES else "",
-            region=qp.get("region", "").strip()[:64],
+            region=region if DNS_LABEL.fullmatch(region) else "",
             sort=sort if sort in LIST_SORTS else "name",
             dir="desc" if qp.get("dir") == "desc" else "asc",
             page=page,
@@ -105,12 +109,13 @@ async def create_device(request: Request, ctx: Tenant, form: Form) -> Response:
     try:
         spec = new_device_spec(form)
         created = await devices.create_devices(ctx.db, ctx.tenant.id, [spec], field_prefix="device",
-                                               egress=ctx.services.settings.egress_policy())
+                                               egress=ctx.services.settings.egress_policy(),
+                                               quotas=ctx.services.settings.quotas())
     except InputError as exc:
         field = exc.field.removeprefix("device[0].")
-        return ctx.render(request, "device_new.html", status_code=422, page="add", form=form,
-                          error=f"{field}: {exc.reason}", csv_text="", csv_problems=[],
-                          csv_example=csv_import.EXAMPLE, kinds=devices.KINDS)
+        return refused(exc, ctx.render(request, "device_new.html", page="add", form=form,
+                                       error=f"{field}: {exc.reason}", csv_text="", csv_problems=[],
+                                       csv_example=csv_import.EXAMPLE, kinds=devices.KINDS))
     await devices.notify_devices_changed(ctx.services.redis)
     return ctx.render(request, "devices_created.html", page="add", created=created)
 
@@ -133,11 +138,20 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
     try:
         specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
         created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row",
-                                               egress=ctx.services.settings.egress_policy())
+                                               egress=ctx.services.settings.egress_policy(),
+                                               quotas=ctx.services.settings.quotas())
     except InputError as exc:
-        return _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)])
+        return refused(exc, _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)]))
     await devices.notify_devices_changed(ctx.services.redis)
     return ctx.render(request, "devices_created.html", page="add", created=created)
+
+
+def refused(exc: InputError, page: Response) -> Response:
+    """A form page showing `exc`: 422, or 429 with Retry-After when a quota refused it."""
+    page.status_code = 429 if isinstance(exc, QuotaExceeded) else 422
+    if isinstance(exc, QuotaExceeded):
+        page.headers["Retry-After"] = str(exc.retry_after)
+    return page
 
 
 def _csv_line_message(exc: InputError, lines: list[int]) -> str:
@@ -157,14 +171,14 @@ def _import_error(request: Request, ctx: TenantRequest, text: str, problems: lis
 # --- one device --------------------------------------------------------------------------------------
 
 
-async def _detail(ctx: TenantRequest, device_id: int) -> devices.DeviceDetail:
+async def _detail(ctx: TenantRequest, device_id: Id) -> devices.DeviceDetail:
     detail = await devices.get_device(ctx.db, ctx.tenant.id, device_id)
     if detail is None:  # also for another tenant's device: never hint that it exists
         raise NotFound(f"There is no device {device_id} in {ctx.tenant.slug}.")
     return detail
 
 
-async def _detail_values(ctx: TenantRequest, device_id: int) -> dict[str, object]:
+async def _detail_values(ctx: TenantRequest, device_id: Id) -> dict[str, object]:
     detail = await _detail(ctx, device_id)
     return {
         "device": detail.device,
@@ -181,7 +195,7 @@ async def _chart(ctx: TenantRequest, device: devices.Device, regions: list[str],
 
 
 @router.get("/devices/{device_id}")
-async def device_page(request: Request, ctx: Tenant, device_id: int, window: str = "hour") -> Response:
+async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str = "hour") -> Response:
     values = await _detail_values(ctx, device_id)
     regions = [r.region for r in values["region_states"]]  # type: ignore[attr-defined]
     chart = await _chart(ctx, values["device"], regions, window)  # type: ignore[arg-type]
@@ -189,19 +203,19 @@ async def device_page(request: Request, ctx: Tenant, device_id: int, window: str
 
 
 @router.get("/fragments/devices/{device_id}")
-async def device_fragment(request: Request, ctx: Tenant, device_id: int) -> Response:
+async def device_fragment(request: Request, ctx: Tenant, device_id: Id) -> Response:
     return ctx.render(request, "_device_live.html", **await _detail_values(ctx, device_id))
 
 
 @router.get("/fragments/devices/{device_id}/chart")
-async def chart_fragment(request: Request, ctx: Tenant, device_id: int, window: str = "hour") -> Response:
+async def chart_fragment(request: Request, ctx: Tenant, device_id: Id, window: str = "hour") -> Response:
     detail = await _detail(ctx, device_id)
     chart = await _chart(ctx, detail.device, [r.region for r in detail.regions], window)
     return ctx.render(request, "_chart.html", device=detail.device, chart=chart)
 
 
 @router.get("/devices/{device_id}/edit")
-async def edit_page(request: Request, ctx: Tenant, device_id: int) -> Response:
+async def edit_page(request: Request, ctx: Tenant, device_id: Id) -> Response:
     detail = await _detail(ctx, device_id)
     return ctx.render(request, "device_edit.html", page="devices", device=detail.device,
                       form=_form_of(detail.device), error=None, kinds=devices.KINDS)
@@ -217,14 +231,15 @@ def vars_of(spec: devices.DeviceSpec) -> dict[str, object]:
 
 
 @router.post("/devices/{device_id}")
-async def update_device(request: Request, ctx: Tenant, form: Form, device_id: int) -> Response:
+async def update_device(request: Request, ctx: Tenant, form: Form, device_id: Id) -> Response:
     detail = await _detail(ctx, device_id)
     try:
         updated = await devices.update_device(ctx.db, ctx.tenant.id, device_id, device_changes(form),
-                                              egress=ctx.services.settings.egress_policy())
+                                              egress=ctx.services.settings.egress_policy(),
+                                              quotas=ctx.services.settings.quotas())
     except InputError as exc:
-        return ctx.render(request, "device_edit.html", status_code=422, page="devices", device=detail.device,
-                          form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS)
+        return refused(exc, ctx.render(request, "device_edit.html", page="devices", device=detail.device,
+                                       form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS))
     if updated is None:
         raise NotFound(f"There is no device {device_id} in {ctx.tenant.slug}.")
     await devices.notify_devices_changed(ctx.services.redis)
@@ -232,13 +247,13 @@ async def update_device(request: Request, ctx: Tenant, form: Form, device_id: in
 
 
 @router.get("/devices/{device_id}/delete")
-async def delete_page(request: Request, ctx: Tenant, device_id: int) -> Response:
+async def delete_page(request: Request, ctx: Tenant, device_id: Id) -> Response:
     detail = await _detail(ctx, device_id)
     return ctx.render(request, "device_delete.html", page="devices", device=detail.device)
 
 
 @router.post("/devices/{device_id}/delete")
-async def delete_device(ctx: Tenant, form: Form, device_id: int) -> Response:
+async def delete_device(ctx: Tenant, form: Form, device_id: Id) -> Response:
     if not await devices.delete_device(ctx.db, ctx.tenant.id, device_id):
         raise NotFound(f"There is no device {device_id} in {ctx.tenant.slug}.")
     await devices.notify_devices_changed(ctx.services.redis)

@@ -46,6 +46,9 @@ async def rotate_api_key(request: Request, ctx: Tenant, form: Form) -> Response:
     new_key = await tenants.rotate_api_key(ctx.db, ctx.tenant.id)
     # Every session opened with the old key ends now, except this browser's: it gets a fresh one.
     session, cookie = ctx.services.sessions.new(ctx.tenant.id, ctx.tenant.slug, token_hash(new_key))
+    await ctx.services.session_store.open(session)
+    if ctx.session is not None:
+        await ctx.services.session_store.close(ctx.session)
     response = await _settings_page(
         request, ctx, session=session, new_api_key=new_key,
         notice="The old API key stopped working just now, and other dashboard sessions were signed out. "
