@@ -206,3 +206,16 @@ def test_iot_env_marks_what_is_at_its_default_and_hides_passwords() -> None:
     assert lines["DEMO_API_KEY"].startswith("DEMO_API_KEY=(published default: development only)  # default: ")
     assert lines["ALLOW_DEFAULT_SECRETS"].startswith("ALLOW_DEFAULT_SECRETS=false  # default: ")
     assert PASSWORD not in done.stdout and "my-own-session-secret" not in done.stdout
+
+
+def test_a_database_that_refuses_us_stops_the_service_with_one_line(postgres_server, redis_url: str) -> None:
+    """Waiting cannot fix a database that does not exist: say so at once, naming the setting."""
+    url = postgres_server.url("no_such_database").replace("postgres@", f"postgres:{PASSWORD}@")
+    env = clean_env(DATABASE_URL=url, REDIS_URL=redis_url, APP_HOST="127.0.0.1", APP_PORT=free_port(),
+                    ADMIN_TOKEN="cli-test-admin-token-0123456789")
+    done = subprocess.run([IOT, "tracker"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith(f"tracker cannot start: DATABASE_URL: PostgreSQL at 127.0.0.1:{postgres_server.port}")
+    assert 'database "no_such_database" does not exist' in done.stderr and "fix DATABASE_URL" in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr
