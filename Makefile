@@ -1,3 +1,4 @@
+# make demo   - the whole system from source on this machine, no Docker (Ctrl-C stops it; DEMO_ARGS="--help")
 # make test   - create/refresh .venv, install everything, lint, run every test
 # make plan STACK=prod - offline plan of a stack into build/plan/<stack>/ (no credentials needed)
 # make bench  - run the benchmarks in bench/
@@ -9,7 +10,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 STACK  ?= dev
 
-.PHONY: install test lint plan bench lock clean
+.PHONY: install demo test lint plan bench lock clean
 
 # Every package comes from a hash-locked file (--require-hashes); the apps are then built in place with
 # the locked setuptools and no dependency resolution of their own.
@@ -20,6 +21,9 @@ $(STAMP): requirements-dev.txt apps/pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/iot demo $(DEMO_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from deploy import cloud_config_schema
 from deploy.mocks import SECRET, PlannedResource, ProgramRun, run_program
 
 USER_DATA_LIMIT = 32 * 1024  # Hetzner and Linode refuse larger user data
@@ -419,7 +420,12 @@ def _hostname_summary(lbs: list[dict], pools: dict[str, dict], records: list[dic
 
 def _cloud_init_schema(path: Path) -> str | None:
     if shutil.which(CLOUD_INIT) is None:
-        return f"{path.name}: cannot validate: `cloud-init` is not installed (apt-get install cloud-init)"
+        # No cloud-init here (a Mac, a plain Python image): the same schema, vendored, with jsonschema.
+        errors = cloud_config_schema.problems(path.read_text())
+        if errors:
+            return (f"user-data/{path.name}: cloud-init schema failed (cloud-init "
+                    f"{cloud_config_schema.CLOUD_INIT_VERSION} schema, vendored): {', '.join(errors)}")
+        return None
     result = subprocess.run(
         [CLOUD_INIT, "schema", "--config-file", str(path)],
         capture_output=True,

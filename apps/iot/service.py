@@ -13,11 +13,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from iot.waiting import StartupError
+
 S = TypeVar("S", bound=BaseSettings)
-
-
-class StartupError(RuntimeError):
-    """A service cannot start (dependency unreachable, port taken); the message says what to change."""
 
 
 class ListenError(StartupError):

@@ -5,6 +5,10 @@ documentation, and `iot env` prints them all. Secrets (URLs with passwords, toke
 they never appear in logs or reprs.
 """
 
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,6 +57,13 @@ class CommonSettings(EgressSettings):
     monitor_names: str = Field(
         "frankfurt,amsterdam",
         description="Comma-separated monitor (region) names; reserved as hostnames, never tenant slugs.",
+    )
+
+    # --- development mode (issue 16): published default secrets are refused unless this is set ---
+    allow_default_secrets: bool = Field(
+        False,
+        description="Accept the published default secrets (SESSION_SECRET, ADMIN_TOKEN, the DATABASE_URL password "
+        "of settings.py and .env.example): docker compose and `iot demo` only, never a reachable deployment.",
     )
 
     def monitor_name_set(self) -> frozenset[str]:
@@ -197,6 +208,15 @@ class DashboardSettings(CommonSettings, RequestLimitSettings, QuotaSettings):
         "http://tracker.localhost", description="Public URL of the tracker API, linked from the dashboard."
     )
 
+    # --- where error pages lead (issue 16): the marketing site, never back to the page itself ---
+    marketing_url: str = Field(
+        "", description="URL of the marketing site (the apex), linked from pages of hosts that are not a tenant "
+        "(default: //DOMAIN/, right behind Traefik on ports 80/443; `iot demo` serves it on its own port).",
+    )
+
+    def marketing_link(self) -> str:
+        return self.marketing_url or f"//{self.domain}/"
+
 
 class SeedSettings(CommonSettings):
     demo_tenant: str = Field("demo", description="Slug of the demo tenant (http://<slug>.DOMAIN).")
@@ -225,10 +245,13 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
 )
 
 
-def describe_environment() -> str:
-    """Every environment variable with its default and description (for `iot env`)."""
+def describe_environment(environ: Mapping[str, str] | None = None) -> str:
+    """Every environment variable with the value a service started now would get, marked `default` (not set
+    here: the built-in value) or `set`, and its description (for `iot env`). Passwords and secrets are hidden."""
+    environ = os.environ if environ is None else environ
+    given = {name.upper(): value for name, value in environ.items()}
     seen: set[str] = set()
-    lines: list[str] = []
+    lines = ["# NAME=value  # default|set: description   (default: not set here, the built-in value applies)"]
     for cls in ALL_SETTINGS:
         prefix = cls.model_config.get("env_prefix", "")
         lines.append(f"# {cls.__name__}")
@@ -237,8 +260,29 @@ def describe_environment() -> str:
             if env in seen:
                 continue
             seen.add(env)
-            default = field.default
-            if isinstance(default, SecretStr):
-                default = "(secret)"
-            lines.append(f"{env}={default if default is not None else ''}  # {field.description}")
+            is_set = env in given
+            secret = field.annotation in (SecretStr, SecretStr | None)
+            value = given[env] if is_set else field.default
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            shown = _shown(value, secret, is_set)
+            lines.append(f"{env}={shown}  # {'set' if is_set else 'default'}: {field.description}")
     return "\n".join(lines)
+
+
+def _shown(value: object, secret: bool, is_set: bool) -> str:
+    if value is None:
+        return ""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    if not secret:
+        return text
+    if "://" in text:  # a URL: everything but the password
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            return "(secret URL)"
+        if parts.password is None:
+            return text
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+    return "(secret)" if is_set else "(published default: development only)"

@@ -9,7 +9,7 @@ import html
 
 import httpx
 import pytest
-from servers import free_port
+from servers import RedisServer
 
 from dashboard.harness import create_devices, csrf_of, new_tenant, sql, start_dashboard, stop
 from iot.dashboard.session import COOKIE_NAME
@@ -166,11 +166,16 @@ def test_device_quota_is_enforced_in_the_dashboard_too(dashboard) -> None:
 
 
 def test_without_redis_signing_in_is_a_clear_503_not_a_500(dashboard, tmp_path) -> None:
-    proc, port = start_dashboard(dashboard.database_url, f"redis://127.0.0.1:{free_port()}/0", tmp_path / "d.log")
+    """Redis (the session store) goes away under a running dashboard: a 503 that says to retry, not a 500.
+    (At start-up the dashboard waits for Redis instead: it cannot serve a session without it.)"""
+    redis = RedisServer(parent=tmp_path).start()
+    proc, port = start_dashboard(dashboard.database_url, redis.url, tmp_path / "d.log")
     try:
+        redis.stop()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Host": dashboard.acme.host}) as client:
             response = client.post("/signin", data={"api_key": dashboard.acme.api_key})
         assert response.status_code == 503 and "Try again" in text(response), response.text[:300]
         assert response.headers["retry-after"] == "30"
     finally:
         stop(proc)
+        redis.cleanup()

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import html
+import re
+from urllib.parse import urljoin
 
 import httpx
 import pytest
 
-from dashboard.harness import TenantKey, create_devices, csrf_of, sql
+from dashboard.harness import (
+    TenantKey,
+    create_devices,
+    csrf_of,
+    run,
+    setup_tenants,
+    sql,
+    start_dashboard,
+    stop,
+)
 from iot.dashboard.app import create_app
 from iot.dashboard.session import COOKIE_NAME
 from iot.devices import DeviceSpec
@@ -112,3 +123,24 @@ def test_unknown_tenant_and_reserved_hosts_get_a_clear_404(dashboard) -> None:
             assert 'href="//localhost/"' in response.text, "the way out leads to the product's start page"
     with dashboard.client("nosuch.localhost") as client:
         assert "no tenant named 'nosuch'" in html.unescape(client.get("/signin").text)
+
+
+def test_pages_of_hosts_that_are_not_a_tenant_lead_to_the_marketing_site(postgres_server, redis_server,
+                                                                         tmp_path) -> None:
+    """Served on a port of its own (as `iot demo` does), the dashboard's way out of an unknown tenant must
+    reach the marketing site, not this host's `/`, which is the same error page again."""
+    database_url = postgres_server.create_database("dashboard_marketing")
+    run(setup_tenants(database_url, ()))
+    marketing = "http://localhost:8089/"
+    proc, port = start_dashboard(database_url, redis_server.url, tmp_path / "dashboard.log", MARKETING_URL=marketing)
+    try:
+        for host in (f"nosuch.localhost:{port}", f"localhost:{port}", f"docs.localhost:{port}"):
+            for path in ("/", "/devices", "/no/such/page"):
+                response = httpx.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host}, timeout=10)
+                assert response.status_code == 404, (host, path)
+                links = [urljoin(f"http://{host}{path}", href)
+                         for href in re.findall(r'<a [^>]*href="([^"]*)"', response.text)]
+                assert marketing in links, (host, path, links)
+                assert not [link for link in links if link.startswith(f"http://{host}/")], (host, path, links)
+    finally:
+        stop(proc)

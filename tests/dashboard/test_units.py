@@ -112,9 +112,12 @@ def test_empty_chart_says_so() -> None:
     assert build_chart([], WINDOWS["day"], datetime.now(UTC)).empty
 
 
-def test_dashboard_refuses_the_default_session_secret_outside_localhost() -> None:
-    assert settings_problem(DashboardSettings(domain="localhost")) is None
-    problem = settings_problem(DashboardSettings(domain="my-iot-app.com"))
-    assert problem and "SESSION_SECRET is the built-in default" in problem
-    assert settings_problem(DashboardSettings(domain="my-iot-app.com", session_secret="x" * 40)) is None
+def test_dashboard_refuses_the_published_session_secret_unless_development_is_explicit() -> None:
+    # On localhost too: a dashboard reached from elsewhere (a port forward, a LAN) is no safer.
+    own_db = "postgresql://iot:not-published-0123@db:5432/iot"
+    for domain in ("localhost", "my-iot-app.com"):
+        problem = settings_problem(DashboardSettings(domain=domain, database_url=own_db))
+        assert problem and problem.startswith("SESSION_SECRET is published") and "ALLOW_DEFAULT_SECRETS" in problem
+        assert settings_problem(DashboardSettings(domain=domain, database_url=own_db, allow_default_secrets=True)) is None
+    assert settings_problem(DashboardSettings(domain="my-iot-app.com", database_url=own_db, session_secret="x" * 40)) is None
     assert "shorter than 16" in settings_problem(DashboardSettings(session_secret="short"))

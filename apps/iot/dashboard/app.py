@@ -17,13 +17,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from iot import __version__, http_headers, http_limits
+from iot import __version__, http_headers, http_limits, tenants
 from iot.dashboard.context import NotFound, PageError, Services, SignInRequired
 from iot.dashboard.routes import auth, overview
 from iot.dashboard.routes import devices as device_routes
 from iot.dashboard.routes import settings as settings_routes
 from iot.dashboard.session import SessionCodec
 from iot.dashboard.session_store import SessionStore
+from iot.dashboard.tenancy import tenant_slug_from_host
 from iot.db import create_pool
 from iot.errors import REFUSED_BY_DATABASE, refused_by_database
 from iot.settings import DashboardSettings
@@ -133,7 +134,8 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
-            return error_page(request, 404, "Not found", "There is no such page here.")
+            return error_page(request, 404, "Not found", "There is no such page here.",
+                              await _home(request, settings))
         if exc.status_code == 405:
             return error_page(request, 405, "Method not allowed", "This address does not accept that request.")
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
@@ -143,6 +145,14 @@ def create_app(settings: DashboardSettings) -> FastAPI:
 
 def _body_refused(status: int, reason: str) -> Response:
     return PlainTextResponse(f"{status}: {reason}\n", status_code=status)
+
+
+async def _home(request: Request, settings: DashboardSettings) -> str:
+    """This tenant's start page, or the marketing site on a host that is no tenant's (its "/" is an error too)."""
+    slug = tenant_slug_from_host(request.headers.get("host"), settings.domain, settings.monitor_name_set())
+    if slug and await tenants.tenant_by_slug(request.app.state.services.db, slug) is not None:
+        return "/"
+    return settings.marketing_link()
 
 
 def _next_param(target: str) -> str:

@@ -83,7 +83,7 @@ async def tenant_only(request: Request, svc: Annotated[Services, Depends(service
     settings = svc.settings
     host = request.headers.get("host")
     slug = tenant_slug_from_host(host, settings.domain, settings.monitor_name_set())
-    apex = f"//{settings.domain}/"  # the product's start page: this host's "/" is the error itself
+    apex = settings.marketing_link()  # the product's start page: this host's "/" is the error itself
     if slug is None:
         raise NotFound(f"{host or 'This address'} is not a tenant dashboard. Tenants live at <name>.{settings.domain}.",
                        home=apex)

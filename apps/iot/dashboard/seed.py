@@ -1,7 +1,9 @@
 """Seed the playground: tenant `demo` with one device per simulated device, some of them failing.
 
-Run once by docker compose (`iot seed`) after `iot migrate`, before the dashboard.
-Idempotent: a restart finds the tenant and its devices and only re-applies DEMO_API_KEY.
+Run once by docker compose (`iot seed`) after `iot migrate`, before the dashboard, and by `iot demo`.
+It converges: every run makes the demo tenant match the settings. Seeded devices (by name) that differ
+are updated in place (their history stays), missing ones are created, seeded names the settings no longer
+ask for are deleted, devices a user added under other names are left alone, and DEMO_API_KEY is re-applied.
 
 - HTTP devices `sensor-NNN` and TCP devices `gateway-NN` point at the simulator's device ports;
 - SEED_FAILING devices `meter-NNN` point at ports on the simulator host where nothing listens, so every
@@ -10,17 +12,23 @@ Idempotent: a restart finds the tenant and its devices and only re-applies DEMO_
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import re
 import sys
+from dataclasses import fields
 
+import asyncpg
 from redis.asyncio import Redis
 
-from iot import devices, tenants
+from iot import devices, tenants, waiting
 from iot.db import create_pool
 from iot.devices import DeviceSpec
+from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.log import log_fields, setup_logging
 from iot.names import slug_problem
+from iot.service import load_settings
 from iot.settings import SeedSettings
 from iot.tokens import token_hash
 
@@ -53,8 +61,42 @@ def settings_problem(settings: SeedSettings) -> str | None:
     return slug_problem(settings.demo_tenant, settings.monitor_name_set())
 
 
+# Names the seed owns in the demo tenant (demo_devices); anything else there belongs to whoever added it.
+SEEDED_NAME = re.compile(r"^(sensor-\d{3,}|gateway-\d{2,}|meter-\d{3,})$")
+SPEC_FIELDS = tuple(f.name for f in fields(DeviceSpec))
+SELECT_TENANT_DEVICES = f"SELECT id, {', '.join(SPEC_FIELDS)} FROM devices WHERE tenant_id = $1"
+ONE_SHOT_WAIT_SECONDS = 60.0
+
+
+async def converge_devices(
+    pool: asyncpg.Pool, tenant_id: int, wanted: list[DeviceSpec], egress: EgressPolicy = PUBLIC_ONLY
+) -> dict[str, int]:
+    """Make the tenant's seeded devices equal `wanted` (targets vetted by `egress`); return how many were
+    created, updated, deleted."""
+    current = {row["name"]: row for row in await pool.fetch(SELECT_TENANT_DEVICES, tenant_id)}
+    wanted_names = {spec.name for spec in wanted}
+    missing = [spec for spec in wanted if spec.name not in current]
+    updated = 0
+    for spec in wanted:
+        row = current.get(spec.name)
+        if row is None:
+            continue
+        changes = {name: getattr(spec, name) for name in SPEC_FIELDS if row[name] != getattr(spec, name)}
+        if changes:
+            await devices.update_device(pool, tenant_id, row["id"], changes, egress=egress)
+            updated += 1
+    stale = [row["id"] for name, row in current.items() if SEEDED_NAME.match(name) and name not in wanted_names]
+    for device_id in stale:
+        await devices.delete_device(pool, tenant_id, device_id)
+    created = len(await devices.create_devices(pool, tenant_id, missing, egress=egress)) if missing else 0
+    return {"devices_created": created, "devices_updated": updated, "devices_deleted": len(stale),
+            "devices_existing": len(current)}
+
+
 async def seed(settings: SeedSettings) -> dict[str, object]:
-    """Create (or find) the demo tenant and its devices; return what was done."""
+    """Create (or find) the demo tenant and converge its devices to the settings; return what was done."""
+    await waiting.wait_for(database_url=settings.database_url.get_secret_value(),
+                           redis_url=settings.redis_url.get_secret_value(), wait_seconds=ONE_SHOT_WAIT_SECONDS)
     pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=2)
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
@@ -65,27 +107,34 @@ async def seed(settings: SeedSettings) -> dict[str, object]:
                                                     monitor_names=settings.monitor_name_set())
         # A known key, so the README can say which key signs in (the generated one is discarded).
         await pool.execute(tenants.UPDATE_API_KEY, tenant.id, token_hash(settings.demo_api_key.get_secret_value()))
-        existing = sum((await devices.state_counts(pool, tenant.id)).values())
-        created = 0
-        if existing == 0:
-            created = len(await devices.create_devices(pool, tenant.id, demo_devices(settings),
-                                                       egress=settings.egress_policy()))
+        done = await converge_devices(pool, tenant.id, demo_devices(settings), settings.egress_policy())
+        if done["devices_created"] or done["devices_updated"] or done["devices_deleted"]:
             await devices.notify_devices_changed(redis)
-        return {"tenant": tenant.slug, "tenant_created": created_tenant, "devices_created": created,
-                "devices_existing": existing}
+        return {"tenant": tenant.slug, "tenant_created": created_tenant, **done}
     finally:
         await pool.close()
         await redis.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = SeedSettings()
+    parser = argparse.ArgumentParser(
+        prog="iot seed",
+        description="Create or update the demo tenant (DEMO_TENANT, key DEMO_API_KEY) with one device per simulated "
+        "device and SEED_FAILING devices that go down; re-running converges to the current settings "
+        "(SEED_*, see `iot env`).",
+    )
+    parser.parse_args(argv or [])
+    settings = load_settings(SeedSettings)
     setup_logging(settings.log_level)
     problem = settings_problem(settings)
     if problem:
         log_fields(logger, logging.ERROR, "cannot seed", problem=problem)
         return 2
-    result = asyncio.run(seed(settings))
+    try:
+        result = asyncio.run(seed(settings))
+    except waiting.StartupError as exc:
+        log_fields(logger, logging.ERROR, f"cannot seed: {exc}")
+        return 1
     log_fields(logger, logging.INFO, f"demo ready: open http://{settings.demo_tenant}.{settings.domain} and sign in "
                "with DEMO_API_KEY", **result)
     return 0

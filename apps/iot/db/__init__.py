@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import time
 
 import asyncpg
 
-from iot.log import log_fields
-
-logger = logging.getLogger(__name__)
+from iot import waiting
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -28,22 +23,17 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float = 60.0
+    dsn: str, *, min_size: int = 1, max_size: int = 10, wait_seconds: float | None = 60.0
 ) -> asyncpg.Pool:
-    """A pool, retrying with backoff while the database is not reachable yet (containers start in any order).
+    """A pool, waiting while the database is not reachable yet (containers start in any order): one line
+    naming DATABASE_URL, then quiet retries (`iot.waiting`); `wait_seconds=None` waits indefinitely.
 
     Broken connections are replaced by asyncpg on the next acquire, so an outage after startup needs no
     extra handling here.
     """
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.2
-    while True:
-        try:
-            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
-        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log_fields(logger, logging.WARNING, "database not reachable yet, retrying",
-                       error=str(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return await waiting.until_reachable(
+        waiting.postgres(dsn),
+        lambda: asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+                                    timeout=waiting.ATTEMPT_TIMEOUT_S),
+        wait_seconds=wait_seconds,
+    )

@@ -19,7 +19,9 @@ import asyncpg
 
 from iot.db import connect
 from iot.log import log_fields, setup_logging
+from iot.service import load_settings
 from iot.settings import CommonSettings
+from iot.waiting import StartupError, wait_for_postgres
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +77,23 @@ async def _apply_pending(conn: asyncpg.Connection) -> list[str]:
     return applied
 
 
+ONE_SHOT_WAIT_SECONDS = 60.0  # a one-shot job gives up (exit 1) when the database never answers
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="iot migrate", description="Apply database migrations to DATABASE_URL (idempotent)."
     )
     parser.parse_args(argv)
-    settings = CommonSettings()
+    settings = load_settings(CommonSettings)
     setup_logging(settings.log_level)
+    dsn = settings.database_url.get_secret_value()
     try:
-        applied = asyncio.run(migrate(settings.database_url.get_secret_value()))
+        asyncio.run(wait_for_postgres(dsn, wait_seconds=ONE_SHOT_WAIT_SECONDS))
+        applied = asyncio.run(migrate(dsn))
+    except StartupError as exc:
+        log_fields(logger, logging.ERROR, f"migration failed: {exc}")
+        return 1
     except (OSError, asyncpg.PostgresError) as exc:
         log_fields(logger, logging.ERROR, "migration failed; check DATABASE_URL and the database log",
                    error=f"{type(exc).__name__}: {exc}")

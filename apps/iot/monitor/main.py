@@ -22,6 +22,7 @@ from iot.monitor.metrics import MonitorMetrics
 from iot.monitor.probes import Prober, ProbeSetupError, split_host_port
 from iot.service import ListenError, load_settings, redis_client
 from iot.settings import MonitorSettings
+from iot.waiting import StartupError, wait_for_redis
 
 logger = logging.getLogger("iot.monitor")
 
@@ -32,6 +33,7 @@ def default_instance_id() -> str:
 
 async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
     instance = settings.instance_id or default_instance_id()
+    await wait_for_redis(settings.redis_url.get_secret_value())
     client = redis_client(settings.redis_url.get_secret_value())
     prober = Prober(settings.monitor_source_address, settings.concurrency, settings.http_keepalive,
                     egress=settings.egress_policy())
@@ -111,6 +113,6 @@ def main(argv: list[str]) -> int:
         asyncio.run(run(settings, canaries))
     except ProbeSetupError as exc:
         sys.exit(f"monitor cannot probe: {exc}")
-    except ListenError as exc:
+    except StartupError as exc:  # ListenError too
         sys.exit(f"monitor cannot start: {exc}")
     return 0

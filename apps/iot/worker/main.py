@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from iot import db, protocol
+from iot import db, protocol, waiting
 from iot.log import log_fields, setup_logging
 from iot.service import ListenError, StartupError, load_settings, redis_client
 from iot.settings import WorkerSettings
@@ -154,13 +154,10 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 
 async def run(settings: WorkerSettings) -> None:
-    client = redis_client(settings.redis_url.get_secret_value())
-    try:
-        pool = await db.create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=6)
-    except (OSError, asyncpg.PostgresError) as exc:
-        await client.aclose()
-        raise StartupError(f"cannot reach the database at DATABASE_URL ({type(exc).__name__}: {exc}); "
-                           "check the URL and that PostgreSQL is up, then run `iot migrate`") from exc
+    redis_url = settings.redis_url.get_secret_value()
+    await waiting.wait_for(database_url=settings.database_url.get_secret_value(), redis_url=redis_url)
+    pool = await db.create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=6)
+    client = redis_client(redis_url)
     service = WorkerService(settings, client, pool)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
