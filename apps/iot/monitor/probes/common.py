@@ -13,7 +13,9 @@ import ipaddress
 import socket
 import struct
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 # Linger 0: close with RST, so a monitor doing thousands of connects per second does not pile up
@@ -42,6 +44,13 @@ def prepare_probe_socket(sock: socket.socket) -> None:
     if sock.family == socket.AF_INET:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+
+
+# A check's completion callback: called exactly once with its result, possibly before `begin` returns.
+Done = Callable[[ProbeResult], None]
+
+# Resolutions in flight (host names only): referenced here so the tasks are not garbage-collected.
+_resolving: set[asyncio.Task[None]] = set()
 
 
 def failed(error: str) -> ProbeResult:
@@ -76,3 +85,30 @@ def split_host_port(target: str) -> tuple[str, int]:
     if not parts.hostname or parts.port is None:
         raise ValueError(f"tcp target {target!r} must be host:port")
     return parts.hostname, parts.port
+
+
+def resolve_then(host: str, start: Callable[[str], None], done: Done) -> None:
+    """Call `start(address)` for `host`: at once for an IP literal, after a non-blocking lookup otherwise.
+
+    A failed lookup completes the check with an error instead. No task is made for IP literals, which is
+    what devices use nearly always; the per-check probe code stays a plain callback chain.
+    """
+    if is_ip_literal(host):
+        start(host)
+        return
+
+    async def lookup() -> None:
+        try:
+            address = await resolve(host)
+        except OSError as exc:
+            done(failed(f"cannot resolve {host!r}: {exc.strerror or exc}"))
+            return
+        start(address)
+
+    _spawn(lookup())
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _resolving.add(task)
+    task.add_done_callback(_resolving.discard)
