@@ -46,6 +46,7 @@ class MonitorMetrics:
         self.last_batch_age.set_function(lambda: self.last_batch_age_s() or 0.0)
         self._last_batch_at: float | None = None
         self._window: deque[tuple[float, int]] = deque()
+        self._latency_by_kind: dict[str, Histogram] = {}
 
     def record_results(self, kinds_outcomes: list[tuple[str, bool | None, float | None]]) -> None:
         """Checks whose results were just stored (one group of the result writer)."""
@@ -54,10 +55,14 @@ class MonitorMetrics:
         now = time.monotonic()
         self._last_batch_at = now
         counts: dict[tuple[str, bool], int] = {}
+        histograms = self._latency_by_kind
         for kind, ok, latency_ms in kinds_outcomes:
             counts[(kind, bool(ok))] = counts.get((kind, bool(ok)), 0) + 1
             if ok and latency_ms is not None:
-                self.latency.labels(kind).observe(latency_ms / 1000.0)
+                histogram = histograms.get(kind)
+                if histogram is None:
+                    histogram = histograms[kind] = self.latency.labels(kind)
+                histogram.observe(latency_ms / 1000.0)
         for (kind, ok), n in counts.items():
             self.checks.labels(kind, "up" if ok else "down").inc(n)
         self._window.append((now, len(kinds_outcomes)))

@@ -147,28 +147,28 @@ class FairScheduler:
         self._pump_scheduled = False
         started = 0
         now = time.time()
+        writer = self._writer
         for lane in self._lanes.values():
-            while lane.ready and lane.inflight < lane.cap and started < _STARTS_PER_TURN:
-                if not self._writer.has_room():
-                    break
+            while lane.ready and lane.inflight < lane.cap and started < _STARTS_PER_TURN and writer.has_room():
                 tenant = lane.ready.popleft()
                 lane.ready_set.discard(tenant)
                 queue = lane.queues.get(tenant)
-                if not queue:  # emptied by expire() or forget_lost() while the tenant waited its turn
-                    continue
-                check = queue.popleft()
-                self._queued -= 1
-                if check.batch.lost:
-                    pass
-                elif check.deadline < now:
-                    self._queued += 1  # _drop counts it out again
-                    self._drop(check, "late")
-                else:
-                    self._start(lane, check, now)
-                    started += 1
+                # One check per turn while other tenants wait; a tenant alone goes on without re-queueing.
+                while queue and lane.inflight < lane.cap and started < _STARTS_PER_TURN:
+                    check = queue.popleft()
+                    if check.batch.lost:
+                        self._queued -= 1
+                    elif check.deadline < now:
+                        self._drop(check, "late")
+                    else:
+                        self._queued -= 1
+                        self._start(lane, check, now)
+                        started += 1
+                        if lane.ready or lane.running.get(tenant, 0) >= lane.tenant_cap:
+                            break
                 if queue:
                     lane.mark_ready(tenant)
-                elif lane.running.get(tenant, 0) == 0:
+                elif queue is not None and lane.running.get(tenant, 0) == 0:
                     del lane.queues[tenant]
         if started >= _STARTS_PER_TURN and any(lane.ready for lane in self._lanes.values()):
             self.pump()
@@ -194,8 +194,12 @@ class FairScheduler:
             if not lane.queues.get(check.tenant, True):
                 lane.queues.pop(check.tenant, None)
         self._writer.add(check, result, started_at)
-        lane.mark_ready(check.tenant)
-        self.pump()
+        if check.tenant not in lane.ready_set and lane.queues.get(check.tenant):
+            lane.mark_ready(check.tenant)
+        if not self._pump_scheduled and lane.ready:
+            self.pump()
+        elif not self._pump_scheduled and self._queued == 0 and self.inflight == 0:
+            self._update_gauges()  # idle now: wake whoever waits for it
 
     def _update_gauges(self) -> None:
         for lane in self._lanes.values():

@@ -34,20 +34,23 @@ logger = logging.getLogger(__name__)
 
 # KEYS[1] checks stream, KEYS[2] results stream. ARGV[1] group, ARGV[2] consumer, ARGV[3] results maxlen,
 # ARGV[4] region, ARGV[5] instance, ARGV[6] bitmap key prefix, ARGV[7] bitmap ttl, ARGV[8] batches; then
-# per batch: message id, batch size, n, and n pairs (check index, result row JSON or '' for a dropped check).
-# Returns {acknowledged ids, ids held by another consumer}.
+# per batch: message id, batch size, check indexes ("3,5,9"), and their rows, one per line in the same
+# order ('-' for a dropped check: marked, no row). One string per batch, not one argument per check: the
+# monitor spends its CPU on probes, not on encoding commands. Returns {acknowledged ids, ids held by
+# another consumer}.
 STORE_RESULTS = f"""
 local rows, acked, lost = {{}}, {{}}, {{}}
 local a = 9
 for _ = 1, tonumber(ARGV[8]) do
-  local id, size, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+  local id, size, indexes, lines = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  a = a + 4
   local entry = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)[1]
   if entry and entry[2] == ARGV[2] then
     local key = ARGV[6] .. id
-    for e = 0, n - 1 do
-      local row = ARGV[a + 2 * e + 1]
-      if redis.call('SETBIT', key, tonumber(ARGV[a + 2 * e]), 1) == 0 and row ~= '' then
+    local next_line = string.gmatch(lines, '[^\\n]+')
+    for index in string.gmatch(indexes, '%d+') do
+      local row = next_line()
+      if redis.call('SETBIT', key, tonumber(index), 1) == 0 and row ~= '-' then
         rows[#rows + 1] = row
       end
     end
@@ -61,7 +64,6 @@ for _ = 1, tonumber(ARGV[8]) do
   else
     lost[#lost + 1] = id
   end
-  a = a + 2 * n
 end
 if #rows > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', '{protocol.RESULTS_FIELD}',
@@ -116,6 +118,9 @@ class ResultWriter:
         self._finalize: list[Batch] = []  # batches to acknowledge although nothing new is stored for them
         self.shutting_down = False  # set by the consumer at SIGTERM: a Redis that stays away is given up on
         self._gave_up = False
+        # Serialises writes and touches: a touch never sees a batch acknowledged by a write whose
+        # reply is not processed yet (it would take it for taken over).
+        self.lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -149,8 +154,10 @@ class ResultWriter:
         self._signal()
 
     def _push(self, item: tuple[Check, str, str, bool | None, float | None]) -> None:
-        self._buffer.append(item)
-        self._signal()
+        buffer = self._buffer
+        buffer.append(item)
+        if len(buffer) == 1 or len(buffer) == self._flush_max:  # the writer waits for the first or a full group
+            self._signal()
 
     def _signal(self) -> None:
         self._drained.clear()
@@ -202,14 +209,19 @@ class ResultWriter:
             self.bitmap_prefix, BITMAP_TTL_S, len(by_batch),
         ]
         for message_id, (batch, items) in by_batch.items():
-            args.extend((message_id, batch.size, len(items)))
-            for check, row in items:
-                args.extend((check.index, row))
-        acked, lost = await self._write(args)
-        if acked is None:
-            # Shutting down with Redis away: the batches stay pending; a peer reclaims and re-probes the
-            # checks whose bits are not set. Nothing is lost.
-            return
+            # rows never hold a raw newline: JSON escapes it (errors go through json.dumps)
+            args.extend((message_id, batch.size, ",".join([str(check.index) for check, _row in items]),
+                         "\n".join([row or "-" for _check, row in items])))
+        async with self.lock:
+            acked, lost = await self._write(args)
+            if acked is not None:
+                self._settle(by_batch, group, acked, lost)
+        # else: shutting down with Redis away; the batches stay pending and a peer reclaims them, probing
+        # again only the checks whose bits are not set. Nothing is lost.
+
+    def _settle(self, by_batch: dict[str, tuple[Batch, list[tuple[Check, str]]]],
+                group: list[tuple[Check, str, str, bool | None, float | None]], acked: list[str],
+                lost: list[str]) -> None:
         for batch, items in by_batch.values():
             batch.remaining -= len(items)
         lost_set = set(lost)
@@ -245,7 +257,8 @@ class ResultWriter:
                 delay = min(delay * 2, 5.0)
 
     async def touch(self, message_ids: list[str]) -> list[str]:
-        """Reset the idle time of batches still ours; returns those another monitor holds now."""
+        """Reset the idle time of batches still ours; returns those another monitor holds now. Call it
+        holding `lock`, with the ids read under it."""
         lost: list[str] = []
         for start in range(0, len(message_ids), 500):
             chunk = message_ids[start : start + 500]

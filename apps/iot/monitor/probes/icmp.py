@@ -8,6 +8,7 @@ import itertools
 import socket
 import struct
 import time
+from collections import deque
 
 from icmplib import ICMPv4Socket
 from icmplib.exceptions import ICMPLibError
@@ -19,14 +20,19 @@ _ECHO_HEADER = _ICMP_HEADER  # type 8 (echo request), code, checksum, identifier
 _ECHO_PAYLOAD = b"my-iot-app-probe"
 
 
-class _Echo:
-    """One echo in flight: finished by its reply (reader callback) or its timer, whichever comes first."""
+# Timeouts are swept this often instead of one event-loop timer per echo (a timer per check costs more
+# than the echo itself at tens of thousands of checks per second).
+_SWEEP_S = 0.01
 
-    __slots__ = ("done", "sent_at", "timeout_s", "timer")
+
+class _Echo:
+    """One echo in flight: finished by its reply (reader callback) or the sweep after its deadline."""
+
+    __slots__ = ("deadline", "done", "sent_at", "timeout_s")
 
     def __init__(self, done: Done, sent_at: float, timeout_s: float) -> None:
         self.done, self.sent_at, self.timeout_s = done, sent_at, timeout_s
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = sent_at + timeout_s
 
 
 class IcmpProbe:
@@ -47,6 +53,10 @@ class IcmpProbe:
         self._sock: ICMPv4Socket | None = None
         self._sequence = itertools.count()
         self._pending: dict[tuple[str, int], _Echo] = {}
+        # Echoes in send order per timeout value, so each deque is in deadline order; answered ones are
+        # skipped by the sweep (and compacted away when they pile up behind a long timeout).
+        self._expiry: dict[float, deque[tuple[tuple[str, int], _Echo]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         try:
@@ -68,10 +78,12 @@ class IcmpProbe:
                 asyncio.get_running_loop().remove_reader(self._sock.sock.fileno())
             self._sock.close()
             self._sock = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         pending, self._pending = self._pending, {}
+        self._expiry.clear()
         for echo in pending.values():
-            if echo.timer is not None:
-                echo.timer.cancel()
             echo.done(failed("ICMP probe closed"))
 
     @property
@@ -97,8 +109,6 @@ class IcmpProbe:
             echo = self._pending.pop((source, sequence), None)
             if echo is None:
                 continue  # late reply of a timed-out check
-            if echo.timer is not None:
-                echo.timer.cancel()
             if icmp_type != 0:
                 echo.done(failed(f"ICMP type {icmp_type} code {icmp_code}"))
                 continue
@@ -132,12 +142,30 @@ class IcmpProbe:
                 del self._pending[key]
             done(failed(exc.strerror or str(exc) or type(exc).__name__))
             return
-        echo.timer = asyncio.get_running_loop().call_later(timeout_s, self._expire, key, echo)
+        queue = self._expiry.get(timeout_s)
+        if queue is None:
+            queue = self._expiry[timeout_s] = deque()
+        queue.append((key, echo))
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(_SWEEP_S, self._sweep)
 
-    def _expire(self, key: tuple[str, int], echo: _Echo) -> None:
-        if self._pending.get(key) is echo:
-            del self._pending[key]
-            echo.done(failed(f"timeout after {echo.timeout_s:g}s"))
+    def _sweep(self) -> None:
+        """Fail the echoes past their deadline; reschedule while any is pending."""
+        self._sweeper = None
+        now = time.perf_counter()
+        pending = self._pending
+        for timeout_s, queue in list(self._expiry.items()):
+            while queue and queue[0][1].deadline <= now:
+                key, echo = queue.popleft()
+                if pending.get(key) is echo:
+                    del pending[key]
+                    echo.done(failed(f"timeout after {timeout_s:g}s"))
+            if not queue:
+                del self._expiry[timeout_s]
+            elif len(queue) > 4 * len(pending) + 1024:  # mostly answered echoes behind a long timeout
+                self._expiry[timeout_s] = deque(item for item in queue if pending.get(item[0]) is item[1])
+        if self._expiry:
+            self._sweeper = asyncio.get_running_loop().call_later(_SWEEP_S, self._sweep)
 
     async def check(self, host: str, timeout_s: float) -> ProbeResult:
         future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
