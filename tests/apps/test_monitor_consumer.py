@@ -147,3 +147,52 @@ async def test_a_hanging_check_does_not_hold_back_the_other_results_of_its_batch
         await task
     finally:
         hanging.close()
+
+
+async def test_a_tenant_whose_checks_hang_holds_only_its_share_and_the_others_go_through(setup):
+    """Issue 12 "fair monitors": tenant 1's 40 checks hang (accept, never answer). With 8 slots and a
+    tenant share of 1/2 it holds 4 of them; tenant 2's 30 checks, queued behind in the same batch, all
+    get their results while tenant 1's are still hanging."""
+    client, prober, port = setup
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)
+    hang_port = hanging.getsockname()[1]
+    try:
+        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+        batch = [[i, "http", f"http://127.0.0.1:{hang_port}/{i}", 20_000, 1, 60] for i in range(40)]
+        batch += [[100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 60] for i in range(30)]
+        await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
+        metrics = MonitorMetrics(REGION)
+        consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
+                                 tenant_share=0.5)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: _count(client, 30), timeout=15)
+        assert sorted(r[0] for r in await _results(client)) == [100 + i for i in range(30)]
+        assert metrics.inflight.labels("socket")._value.get() == 4  # tenant 1 at its share, nothing more
+        assert consumer.scheduler.queued == 36
+        hanging.close()  # the hanging connections are reset: tenant 1's checks now fail fast
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert await _pending(client, 0) and len(await _results(client)) == 70
+    finally:
+        hanging.close()
+
+
+async def test_checks_that_could_not_start_before_their_next_interval_are_dropped_and_counted(setup):
+    client, prober, port = setup
+    await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+    sent = time.time() - 100  # their devices' next checks (interval 30 s) are long due
+    stale = [[i, "tcp", f"127.0.0.1:{port}", 1000, 1, 30] for i in range(10)]
+    fresh = [[50 + i, "tcp", f"127.0.0.1:{port}", 1000, 1, 300] for i in range(5)]
+    await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(stale + fresh), protocol.SENT_FIELD: str(sent)})
+    consumer, metrics = _consumer(client, prober, "m1")
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await _until(lambda: _count(client, 5))
+    await _until(lambda: _pending(client, 0))  # acknowledged: the drops count as handled
+    stop.set()
+    await task
+    assert sorted(r[0] for r in await _results(client)) == [50 + i for i in range(5)]  # no result for a drop
+    assert metrics.dropped.labels("late")._value.get() == 10

@@ -51,7 +51,7 @@ def _dropped(source: str, first_port: int, last_port: int) -> Iterator[None]:
 
 @pytest.mark.parametrize("cut", ["refused", "dropped"])
 def test_cut_region_is_unhealthy_within_two_intervals_and_blames_no_device(pipeline_factory, cut: str):
-    pipeline = pipeline_factory(DEVICES, worker_env={"REGION_WINDOW_SECONDS": 10, "REGION_MIN_CHECKS": 20})
+    pipeline = pipeline_factory(DEVICES)  # default region-health settings: what a deployment runs
     procs = pipeline.procs
     with httpx.Client(base_url=pipeline.tracker_url, timeout=60) as admin:
         created = admin.post("/v1/tenants", json={"slug": "cut"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})

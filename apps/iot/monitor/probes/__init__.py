@@ -51,15 +51,15 @@ class Prober:
 
     def begin(self, kind: str, target: str, timeout_s: float, done: Done) -> None:
         """Start one check now; `done(result)` is called exactly once (possibly before this returns)."""
-        if kind == "http":
+        if kind == "icmp":
+            self.icmp.begin(target, timeout_s, done)
+        elif kind == "tcp":
+            self.tcp.begin(target, timeout_s, done)
+        elif kind == "http":
             if self.plain_http is not None and self.plain_http.handles(target):
                 self.plain_http.begin(target, timeout_s, done)
             else:
                 self.http.begin(target, timeout_s, done)
-        elif kind == "tcp":
-            self.tcp.begin(target, timeout_s, done)
-        elif kind == "icmp":
-            self.icmp.begin(target, timeout_s, done)
         else:
             done(failed(f"unknown check kind {kind!r}"))
 

@@ -13,7 +13,7 @@ from collections import deque
 from icmplib import ICMPv4Socket
 from icmplib.exceptions import ICMPLibError
 
-from iot.monitor.probes.common import Done, ProbeResult, ProbeSetupError, failed, resolve_then
+from iot.monitor.probes.common import Done, ProbeResult, ProbeSetupError, failed, is_ip_literal, resolve_then
 
 _ICMP_HEADER = struct.Struct("!BBHHH")
 _ECHO_HEADER = _ICMP_HEADER  # type 8 (echo request), code, checksum, identifier, sequence
@@ -122,8 +122,10 @@ class IcmpProbe:
         """Send one echo; `done(result)` is called once: on its reply, on its timeout, or on a send error."""
         if self._sock is None:
             done(failed("ICMP probe not started"))
-            return
-        resolve_then(host, lambda address: self._send(address, timeout_s, done), done)
+        elif is_ip_literal(host):  # nearly always: no closure on the hot path
+            self._send(host, timeout_s, done)
+        else:
+            resolve_then(host, lambda address: self._send(address, timeout_s, done), done)
 
     def _send(self, address: str, timeout_s: float, done: Done) -> None:
         if self._sock is None:
