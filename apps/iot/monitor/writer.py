@@ -202,7 +202,8 @@ class ResultWriter:
         for check, row, *_ in group:
             if not check.batch.lost:
                 by_batch.setdefault(check.batch.message_id, (check.batch, []))[1].append((check, row))
-        if not by_batch:
+        if not by_batch:  # only results of batches taken over meanwhile: nothing to write
+            self.on_room()
             return
         args: list[str | int | float] = [
             protocol.CHECKS_GROUP, self.instance, protocol.RESULTS_STREAM_MAXLEN, self.region, self.instance,
