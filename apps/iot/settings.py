@@ -142,7 +142,7 @@ class MonitorSettings(CommonSettings):
     queue_checks: int = Field(
         5000, ge=1,
         description="Take more batches from the stream while fewer checks than this wait to start; also the "
-        "most one tenant may have waiting (beyond it, its oldest are dropped and counted).",
+        "most a tenant holding its whole share may have waiting (beyond it, its oldest are dropped, counted).",
     )
     result_flush_seconds: float = Field(
         0.1, gt=0, le=5, description="Results are written in groups: at most this long after the first one ..."

@@ -89,8 +89,9 @@ class FairScheduler:
             queue = lane.queues.get(check.tenant)
             if queue is None:
                 queue = lane.queues[check.tenant] = deque()
-            if len(queue) >= self._tenant_queue_max:
-                # This tenant already has more waiting than it can start: its oldest check goes.
+            if len(queue) >= self._tenant_queue_max and lane.running.get(check.tenant, 0) >= lane.tenant_cap:
+                # This tenant holds its whole share and has more waiting than it can start: its oldest
+                # check goes. (A tenant below its share is bounded by the reader's watermark instead.)
                 self._drop(queue.popleft(), "overflow")
             queue.append(check)
             self._queued += 1
