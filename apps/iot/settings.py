@@ -74,12 +74,13 @@ class WorkerSettings(CommonSettings):
     )
     region_min_checks: int = Field(20, description="Checks a region needs in the window before its rate counts.")
     region_window_seconds: float = Field(30.0, description="Sliding window of the region failure rate.")
+    # Issue 13 (monitors keep their speed and truth): check batches bounded by bytes, stream memory, and
+    # region health that reacts within two check intervals.
     region_sample_checks: int = Field(
         60, ge=1,
         description="A region's failure rate covers only its newest results, this many checks (within "
         "REGION_WINDOW_SECONDS), so a cut or a heal shows within a check interval.",
     )
-    # Check batches and stream memory (issue 13 / issue 12 "bounded check batches by bytes").
     batch_max_bytes: int = Field(
         256 * 1024, ge=4096, le=16 * 1024 * 1024,
         description="Largest check batch message in bytes (with BATCH_SIZE); a device whose entry alone is "
