@@ -57,7 +57,7 @@ async def test_check_streams_free_the_memory_of_deleted_devices(database_url: st
         await client.flushall()
         await client.set(protocol.WORKER_LOCK_KEY, TOKEN)
         for region in REGIONS:
-            await client.zadd(protocol.MONITOR_HEARTBEATS_KEY, {f"{region}/m1": time.time() + 600})
+            await client.zadd(protocol.MONITOR_HEARTBEATS_KEY, {f"{region}/m1": time.time()})
             await ensure_group(client, protocol.checks_stream(region), protocol.CHECKS_GROUP)
         scheduler = Scheduler(client, pool, batch_size=500, tick_seconds=1.0, region_alive_seconds=60,
                               max_catchup_seconds=5, batch_max_bytes=1024 * 1024,
@@ -79,6 +79,7 @@ async def test_check_streams_free_the_memory_of_deleted_devices(database_url: st
         await _run_ticks(scheduler, client, KEEP_S + 3)
         after = await _used_memory(client)
     finally:
+        await client.delete(protocol.MONITOR_HEARTBEATS_KEY)  # no live "regions" left for later tests
         await client.aclose()
         await pool.close()
     mib = 1024 * 1024

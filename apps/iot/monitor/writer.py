@@ -121,6 +121,7 @@ class ResultWriter:
         # Serialises writes and touches: a touch never sees a batch acknowledged by a write whose
         # reply is not processed yet (it would take it for taken over).
         self.lock = asyncio.Lock()
+        self._first_at = 0.0  # when the oldest buffered result arrived (monotonic)
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -156,7 +157,10 @@ class ResultWriter:
     def _push(self, item: tuple[Check, str, str, bool | None, float | None]) -> None:
         buffer = self._buffer
         buffer.append(item)
-        if len(buffer) == 1 or len(buffer) == self._flush_max:  # the writer waits for the first or a full group
+        if len(buffer) == 1:
+            self._first_at = time.monotonic()
+            self._signal()
+        elif len(buffer) == self._flush_max:  # the writer waits for the first result or a full group
             self._signal()
 
     def _signal(self) -> None:
@@ -179,8 +183,8 @@ class ResultWriter:
                 for task in (waiter, stopper):
                     task.cancel()
                 continue
-            # Gather a group: up to flush_seconds after the first result, or until flush_max are ready.
-            deadline = time.monotonic() + self._flush_seconds
+            # Gather a group: until flush_seconds after its oldest result, or until flush_max are ready.
+            deadline = self._first_at + self._flush_seconds
             while len(self._buffer) < self._flush_max and not stop.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -195,6 +199,8 @@ class ResultWriter:
 
     async def _flush_group(self) -> None:
         group, self._buffer = self._buffer[: self._flush_max], self._buffer[self._flush_max :]
+        # Results left over arrived while the last group was written: they have waited long enough.
+        self._first_at = time.monotonic() - self._flush_seconds
         finalize, self._finalize = self._finalize, []
         by_batch: dict[str, tuple[Batch, list[tuple[Check, str]]]] = {}
         for batch in finalize:
