@@ -36,14 +36,12 @@ from e2e_processes import (  # noqa: E402
     REGIONS,
     Proc,
     create_tenant,
-    free_port,
-    free_port_block,
     iot_env,
     run_iot,
     wait_http_ok,
     wait_until,
 )
-from servers import PostgresServer, RedisServer  # noqa: E402
+from servers import PostgresServer, RedisServer, free_port, free_port_range  # noqa: E402
 
 CUT_REGION = "tokyo"
 
@@ -90,7 +88,7 @@ def main() -> int:
             return proc
 
         tracker_port, control_port = free_port(), free_port()
-        base_port = free_port_block(args.devices)
+        base_port = free_port_range(args.devices)
         tracker = spawn("tracker", ["tracker"], APP_PORT=tracker_port, ADMIN_TOKEN=ADMIN_TOKEN)
         simulator = spawn("simulator", ["simulate", "--devices", str(args.devices), "--base-port", str(base_port),
                                         "--control-port", str(control_port)])

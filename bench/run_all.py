@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TIME_LIMIT_S = 600
+TIME_LIMIT_S = 1800  # side_by_side runs three interleaved repetitions of every tool (~15 min)
 
 
 def discover(only: list[str]) -> list[Path]:

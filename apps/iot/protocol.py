@@ -29,6 +29,13 @@ def checks_stream(region: str) -> str:
     return f"checks:{region}"
 
 
+def stored_bitmap_prefix(region: str) -> str:
+    """Prefix of the per-batch bitmaps `checks:<region>:stored:<message id>`: bit i is set once check i of
+    that batch has its result stored (or was dropped). Written with the results, in one script, so a monitor
+    that takes over a half-done batch probes only the checks without a result."""
+    return f"checks:{region}:stored:"
+
+
 # Monotonic fencing counter: every leadership term gets a larger number; dispatch checks the lock still
 # holds this term's token, so a paused ex-leader can never enqueue checks.
 WORKER_FENCE_KEY = "worker:fence"
@@ -46,13 +53,18 @@ MONITOR_CANARIES_KEY = "monitors:canaries"
 REGION_HEALTH_KEY = "regions:health"
 
 # Streams are capped so a region whose monitors all died cannot grow Redis without bound (approximate
-# trimming; a live region consumes long before this).
+# trimming; a live region consumes long before this). Check streams are also trimmed by age on every
+# dispatch (XADD MINID, see worker.dispatch): a batch older than that is past every device's next check,
+# so the memory of deleted devices' entries is freed within that time, whatever their size.
 CHECKS_STREAM_MAXLEN = 20_000
 RESULTS_STREAM_MAXLEN = 100_000
 
-# Stream message fields. A check batch: {"checks": JSON [[device_id, kind, target, timeout_ms], ...],
-# "sent": unix}. A result batch: {"region", "instance", "results": JSON [[device_id, ok, latency_ms|null,
-# error|null, checked_at], ...]}. JSON arrays rather than objects keep batches of hundreds compact.
+# Stream message fields. A check batch: {"checks": JSON [[device_id, kind, target, timeout_ms, tenant_id,
+# interval_s], ...], "sent": unix}; new elements are only ever appended to an entry and readers ignore the
+# ones they do not know (iot.monitor.batches documents the entry). A batch is bounded by BATCH_SIZE entries
+# and BATCH_MAX_BYTES bytes. A result batch: {"region", "instance", "results": JSON [[device_id, ok,
+# latency_ms|null, error|null, checked_at], ...]}, checked_at = unix time the probe started. JSON arrays
+# rather than objects keep batches of hundreds compact.
 CHECKS_FIELD = "checks"
 SENT_FIELD = "sent"
 RESULTS_FIELD = "results"

@@ -148,6 +148,26 @@ class WorkerSettings(CommonSettings):
     )
     region_min_checks: int = Field(20, description="Checks a region needs in the window before its rate counts.")
     region_window_seconds: float = Field(30.0, description="Sliding window of the region failure rate.")
+    # Issue 13 (monitors keep their speed and truth): check batches bounded by bytes, stream memory, and
+    # region health that reacts within two check intervals.
+    region_sample_checks: int = Field(
+        60, ge=1,
+        description="A region's failure rate covers only its newest results, this many checks (within "
+        "REGION_WINDOW_SECONDS), so a cut or a heal shows within a check interval.",
+    )
+    batch_max_bytes: int = Field(
+        256 * 1024, ge=4096, le=16 * 1024 * 1024,
+        description="Largest check batch message in bytes (with BATCH_SIZE); a device whose entry alone is "
+        "larger is not scheduled and is logged.",
+    )
+    stream_keep_seconds: float = Field(
+        30.0, ge=0,
+        description="Check batches and results their consumers finished are deleted from Redis once older "
+        "than this (raise it to inspect the streams).",
+    )
+    checks_max_age_seconds: float = Field(
+        600.0, gt=0, description="Check batches older than this are deleted even if never probed (stale)."
+    )
     webhook_timeout_seconds: float = Field(10.0, description="Timeout of one webhook POST.")
     webhook_max_attempts: int = Field(20, description="Webhook attempts before an event is marked failed.")
     webhook_backoff_seconds: float = Field(
@@ -172,7 +192,7 @@ class MonitorSettings(CommonSettings):
     monitor_source_address: str | None = Field(
         None, description="Local address probes bind to (optional; tests give each region its own 127.x)."
     )
-    concurrency: int = Field(1000, ge=1, description="Probes in flight at once.")
+    concurrency: int = Field(1000, ge=1, description="HTTP and TCP checks in flight at once (each holds a socket).")
     batch_read_count: int = Field(4, ge=1, description="Stream messages (batches) read per XREADGROUP.")
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often this monitor heartbeats its region.")
     reclaim_idle_seconds: float = Field(
@@ -187,8 +207,31 @@ class MonitorSettings(CommonSettings):
     http_keepalive: bool = Field(
         False, description="Reuse HTTP connections between checks (false: a new connection per check)."
     )
-    inflight_batches: int = Field(8, ge=1, description="Check batches probed at once by one monitor process.")
     canary_seconds: float = Field(5.0, gt=0, description="How often the canaries are probed.")
+
+    # Monitor scheduling (issue 13): the check, not the batch, is the unit of concurrency; tenants share
+    # the monitor fairly; memory is bounded by the caps below.
+    icmp_concurrency: int = Field(
+        10_000, ge=1, le=30_000,
+        description="ICMP echoes in flight at once (one shared socket; below the 16-bit sequence space).",
+    )
+    tenant_share: float = Field(
+        0.25, gt=0, le=1,
+        description="Share of CONCURRENCY (and of ICMP_CONCURRENCY) one tenant may hold, so a tenant whose "
+        "devices hang fills only its share; 1 for a single-tenant install.",
+    )
+    queue_checks: int = Field(
+        5000, ge=1,
+        description="Take more batches from the stream while fewer checks than this wait to start; also the "
+        "most a tenant holding its whole share may have waiting (beyond it, its oldest are dropped, counted).",
+    )
+    result_flush_seconds: float = Field(
+        0.1, gt=0, le=5, description="Results are written in groups: at most this long after the first one ..."
+    )
+    result_flush_max: int = Field(500, ge=1, description="... or as soon as this many are ready.")
+    result_buffer_max: int = Field(
+        10_000, ge=1, description="Results waiting to be written; while full (Redis slow), no new check starts."
+    )
 
 
 class SimulatorSettings(BaseSettings):

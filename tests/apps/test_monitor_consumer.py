@@ -38,7 +38,7 @@ async def setup(redis_url: str):
 def _consumer(client, prober, name: str, reclaim_idle: float = 30.0) -> tuple[CheckConsumer, MonitorMetrics]:
     metrics = MonitorMetrics(REGION)
     return CheckConsumer(client, prober, metrics, region=REGION, instance=name, read_count=4,
-                         inflight_batches=4, reclaim_idle_seconds=reclaim_idle), metrics
+                         concurrency=100, reclaim_idle_seconds=reclaim_idle), metrics
 
 
 async def _results(client: aioredis.Redis) -> list[list]:
@@ -56,7 +56,7 @@ async def _until(condition, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_batches_are_probed_written_back_in_batches_and_acknowledged(setup):
+async def test_batches_are_probed_written_back_in_groups_and_acknowledged(setup):
     client, prober, port = setup
     await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
     for b in range(3):
@@ -70,7 +70,9 @@ async def test_batches_are_probed_written_back_in_batches_and_acknowledged(setup
     stop.set()
     await task
     rows = await _results(client)
-    assert await client.xlen(protocol.RESULTS_STREAM) == 3  # one XADD per batch
+    # results are written in groups (one XADD per ~100 ms), not one message per check
+    assert 1 <= await client.xlen(protocol.RESULTS_STREAM) <= 6
+    assert sorted(r[0] for r in rows) == sorted(b * 100 + i for b in range(3) for i in [*range(100), 99])
     failed = [r for r in rows if not r[1]]
     assert {r[0] for r in failed} == {99, 199, 299} and all(r[3] for r in failed)
     assert all(r[2] is not None for r in rows if r[1])
@@ -88,10 +90,12 @@ async def test_batch_left_by_a_dead_monitor_is_reclaimed_by_a_peer(setup):
     taken = await client.xreadgroup(protocol.CHECKS_GROUP, "dead", {STREAM: ">"}, count=1)
     assert len(taken[0][1]) == 1
     consumer, metrics = _consumer(client, prober, "peer", reclaim_idle=0.2)
-    await asyncio.sleep(0.3)
-    assert await consumer.reclaim_once() == 1
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
     await _until(lambda: _count(client, 50))
     await _until(lambda: _pending(client, 0))
+    stop.set()
+    await task
     assert sorted(r[0] for r in await _results(client)) == list(range(50))
     assert metrics.reclaimed._value.get() == 1
 
@@ -114,3 +118,83 @@ async def test_idle_consumers_of_restarted_monitors_are_forgotten(setup):
     assert await consumer.forget_dead_consumers(idle_seconds=0.01) == 1
     names = {c["name"] for c in await client.xinfo_consumers(STREAM, protocol.CHECKS_GROUP)}
     assert names == {b"current"}
+
+
+async def test_a_hanging_check_does_not_hold_back_the_other_results_of_its_batch(setup):
+    """Issue 13: results of a batch were written when its slowest check finished. Now each result is stored
+    as it completes: the healthy checks' results are in the stream while the hanging one still runs, and
+    the batch is acknowledged only once the hanging check has its result too."""
+    client, prober, port = setup
+    hanging = socket.socket()  # accepts (kernel backlog), never reads or answers
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(16)
+    hang_port = hanging.getsockname()[1]
+    try:
+        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+        batch = [[1, "http", f"http://127.0.0.1:{hang_port}/", 8000, 1, 30]]
+        batch += [[100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 30] for i in range(20)]
+        await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
+        consumer, _ = _consumer(client, prober, "m1")
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: _count(client, 20), timeout=30)
+        rows = await _results(client)
+        assert sorted(r[0] for r in rows) == [100 + i for i in range(20)], "the hanging check held its batch back"
+        assert await _pending(client, 1), "acknowledged before the hanging check had a result"
+        await _until(lambda: _count(client, 21), timeout=30)
+        hang_row = next(r for r in await _results(client) if r[0] == 1)
+        assert hang_row[1] == 0 and "timeout" in hang_row[3]
+        await _until(lambda: _pending(client, 0))
+        stop.set()
+        await task
+    finally:
+        hanging.close()
+
+
+async def test_a_tenant_whose_checks_hang_holds_only_its_share_and_the_others_go_through(setup):
+    """Issue 12 "fair monitors": tenant 1's 40 checks hang (accept, never answer). With 8 slots and a
+    tenant share of 1/2 it holds 4 of them; tenant 2's 30 checks, queued behind in the same batch, all
+    get their results while tenant 1's are still hanging."""
+    client, prober, port = setup
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)
+    hang_port = hanging.getsockname()[1]
+    try:
+        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+        batch = [[i, "http", f"http://127.0.0.1:{hang_port}/{i}", 20_000, 1, 60] for i in range(40)]
+        batch += [[100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 60] for i in range(30)]
+        await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
+        metrics = MonitorMetrics(REGION)
+        consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
+                                 tenant_share=0.5)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: _count(client, 30), timeout=15)
+        assert sorted(r[0] for r in await _results(client)) == [100 + i for i in range(30)]
+        assert metrics.inflight.labels("socket")._value.get() == 4  # tenant 1 at its share, nothing more
+        assert consumer.scheduler.queued == 36
+        hanging.close()  # the hanging connections are reset: tenant 1's checks now fail fast
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert await _pending(client, 0) and len(await _results(client)) == 70
+    finally:
+        hanging.close()
+
+
+async def test_checks_that_could_not_start_before_their_next_interval_are_dropped_and_counted(setup):
+    client, prober, port = setup
+    await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+    sent = time.time() - 100  # their devices' next checks (interval 30 s) are long due
+    stale = [[i, "tcp", f"127.0.0.1:{port}", 1000, 1, 30] for i in range(10)]
+    fresh = [[50 + i, "tcp", f"127.0.0.1:{port}", 1000, 1, 300] for i in range(5)]
+    await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(stale + fresh), protocol.SENT_FIELD: str(sent)})
+    consumer, metrics = _consumer(client, prober, "m1")
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await _until(lambda: _count(client, 5))
+    await _until(lambda: _pending(client, 0))  # acknowledged: the drops count as handled
+    stop.set()
+    await task
+    assert sorted(r[0] for r in await _results(client)) == [50 + i for i in range(5)]  # no result for a drop
+    assert metrics.dropped.labels("late")._value.get() == 10

@@ -351,3 +351,38 @@ async def test_children_of_a_silent_push_gateway_raise_no_incident_of_their_own(
         await task
     incidents = {r["device_id"] for r in await pool.fetch("SELECT device_id FROM incidents")}
     assert incidents == {orphan}  # the device without a parent alerts; the child of the down gateway does not
+
+
+async def test_a_stale_passing_result_after_newer_failures_is_history_not_state(env):
+    """Issue 13: results are applied in probe-time order. A passing result probed before the failures that
+    took the device DOWN, but delivered after them (its probe or its batch was slow), is counted in the
+    rollups and changes neither the device, its region views nor its open incident."""
+    pool, client, devices = env
+    ids = sorted(devices)
+    bad = ids[0]
+    evaluator = _evaluator(pool, client, devices)
+    await evaluator.load()
+    stop = asyncio.Event()
+    task = asyncio.create_task(evaluator.run(stop, lambda: True))
+    try:
+        t0 = time.time()
+        for region in REGIONS:
+            await _send(client, region, _results(ids, True, t0))
+        await _wait_for(lambda: _all_state(pool, "up"))
+        for k in (1, 2):
+            for region in REGIONS:
+                await _send(client, region, _results([bad], False, t0 + 10 * k))
+        await _wait_for(lambda: _state_is(pool, bad, "down"))
+        for region in REGIONS:  # probed at t0 + 5, before both failures, delivered now
+            await _send(client, region, _results([bad], True, t0 + 5))
+        await _wait_for(lambda: _processed(evaluator, 3 * len(ids) + 9))
+        await _wait_for(lambda: _rollup_checks(pool, 3 * len(ids) + 9))
+    finally:
+        stop.set()
+        await task
+    assert (await _states(pool))[bad] == "down"
+    incidents = await pool.fetch("SELECT kind, resolved_at FROM incidents WHERE device_id = $1", bad)
+    assert [(r["kind"], r["resolved_at"]) for r in incidents] == [("down", None)]
+    views = await pool.fetch("SELECT last_ok, consecutive_failures FROM device_region_state WHERE device_id = $1", bad)
+    assert [(v["last_ok"], v["consecutive_failures"]) for v in views] == [(False, 2)] * 3
+    assert await pool.fetchval("SELECT sum(checks) - sum(failures) FROM rollups WHERE device_id = $1", bad) == 6

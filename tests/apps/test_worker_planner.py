@@ -44,7 +44,21 @@ def test_batches_hold_at_most_batch_size_checks_and_decode():
     payloads = batch_payloads(schedule.due(0), 500)
     assert [len(json.loads(p)) for p in payloads] == [500, 500, 234]
     first = json.loads(payloads[0])[0]
-    assert first[1:] == ["http", f"http://127.0.0.1/{first[0]}", 1000]
+    # [device_id, kind, target, timeout_ms, tenant_id, interval_s]
+    assert first[1:] == ["http", f"http://127.0.0.1/{first[0]}", 1000, 1, 1]
+
+
+def test_batches_are_bounded_by_bytes_and_oversize_devices_are_not_scheduled():
+    devices = [Device(id=i, tenant_id=7, name=f"d{i}", kind="http", target="http://127.0.0.1/" + "x" * 2000,
+                      interval_s=1, timeout_ms=1000) for i in range(1, 201)]
+    huge = Device(id=999, tenant_id=8, name="huge", kind="http", target="http://127.0.0.1/" + "y" * 1_000_000,
+                  interval_s=1, timeout_ms=1000)
+    schedule = Schedule([*devices, huge], max_batch_bytes=64 * 1024)
+    assert schedule.oversize == [999] and schedule.device_count == 200
+    payloads = batch_payloads(schedule.due(0), 500, 64 * 1024)
+    assert all(len(p.encode()) <= 64 * 1024 for p in payloads)
+    assert sorted(c[0] for p in payloads for c in json.loads(p)) == list(range(1, 201))
+    assert len(payloads) == 7  # 200 entries of ~2 KiB: 31 per 64 KiB message
 
 
 def test_a_catch_up_longer_than_the_interval_checks_each_device_once():

@@ -87,7 +87,9 @@ def test_kill_9_of_a_monitor_mid_batch_loses_no_check(pipeline_factory, redis_se
     region = "ashburn"
     # small batches read one at a time, so both monitors of the region hold some
     monitor_env = {"RECLAIM_IDLE_SECONDS": 5, "BATCH_READ_COUNT": 1}
-    pipeline = pipeline_factory(DEVICES, worker_env={"BATCH_SIZE": 2}, monitor_env={**monitor_env, "INSTANCE_ID": "a"},
+    # keep finished batches and results in the streams, so this test can count every one of them
+    worker_env = {"BATCH_SIZE": 2, "STREAM_KEEP_SECONDS": 3600}
+    pipeline = pipeline_factory(DEVICES, worker_env=worker_env, monitor_env={**monitor_env, "INSTANCE_ID": "a"},
                                 extra_services={f"monitor-{region}-b": (["monitor"], {
                                     "REGION": region, "MONITOR_SOURCE_ADDRESS": REGIONS[region],
                                     "HEARTBEAT_SECONDS": 2, **monitor_env, "INSTANCE_ID": "b"})})
@@ -136,11 +138,74 @@ def test_kill_9_of_a_monitor_mid_batch_loses_no_check(pipeline_factory, redis_se
     print(f"monitor killed holding {len(orphaned)} batches ({orphaned_checks} checks); all re-probed and stored")
 
 
+def _reported(client: redis.Redis, region: str) -> Counter:
+    reported: Counter = Counter()
+    for _id, fields in client.xrange(protocol.RESULTS_STREAM):
+        if fields[protocol.REGION_FIELD.encode()].decode() == region:
+            reported.update(r[0] for r in json.loads(fields[protocol.RESULTS_FIELD.encode()]))
+    return reported
+
+
+def test_kill_9_of_a_monitor_with_partially_written_batches_stores_each_check_once(pipeline_factory, redis_server):
+    """Issue 13: results are stored as checks finish, so a monitor can die with batches half written. The
+    peer that takes them over probes only the checks without a stored result: every check dispatched ends
+    with exactly one result, in the stream and in the rollups."""
+    region = "ashburn"
+    monitor_env = {"RECLAIM_IDLE_SECONDS": 5, "BATCH_READ_COUNT": 1}
+    # keep finished batches and results in the streams, so this test can count every one of them
+    worker_env = {"BATCH_SIZE": 4, "STREAM_KEEP_SECONDS": 3600}
+    pipeline = pipeline_factory(DEVICES, worker_env=worker_env, monitor_env={**monitor_env, "INSTANCE_ID": "a"},
+                                extra_services={f"monitor-{region}-b": (["monitor"], {
+                                    "REGION": region, "MONITOR_SOURCE_ADDRESS": REGIONS[region],
+                                    "HEARTBEAT_SECONDS": 2, **monitor_env, "INSTANCE_ID": "b"})})
+    procs = pipeline.procs
+    client = redis.Redis.from_url(redis_server.url)
+    stream = protocol.checks_stream(region)
+    stored_prefix = protocol.stored_bitmap_prefix(region)
+    api_key = create_tenant(pipeline.tracker_url, "partial")
+    with pipeline.tracker(api_key) as tenant, pipeline.simulator() as simulator:
+        # odd devices answer after 3 s, even ones at once: every batch of 4 is half stored for 3 s
+        odd = [i for i in range(DEVICES) if i % 2]
+        assert simulator.post("/devices", json={"devices": odd, "delay_ms": 3000}).status_code == 200
+        ids = _add_devices(pipeline, tenant, interval_s=15, timeout_ms=5000)
+        wait_until(lambda: _all_up(tenant), 45, "all devices up", procs)
+
+        def partial_on_a() -> list[str]:
+            held = client.xpending_range(stream, protocol.CHECKS_GROUP, "-", "+", 100, consumername="a")
+            return [p["message_id"].decode() for p in held if client.bitcount(stored_prefix + p["message_id"].decode())]
+        wait_until(partial_on_a, 30, "monitor a holding a partially written batch", procs, interval=0.05)
+        victim = pipeline.proc(f"monitor-{region}")
+        victim.proc.kill()  # SIGKILL: some results of its batches are stored, the others not
+        victim.proc.wait(5)
+        held = client.xpending_range(stream, protocol.CHECKS_GROUP, "-", "+", 100, consumername="a")
+        orphaned = [p["message_id"].decode() for p in held]
+        partial = {m: client.bitcount(stored_prefix + m) for m in orphaned if client.bitcount(stored_prefix + m)}
+        assert partial, "no orphaned batch was partially written; nothing was tested"
+        alive = [p for p in procs if p is not victim]
+        wait_until(lambda: not any(client.xpending_range(stream, protocol.CHECKS_GROUP, m, m, 1) for m in orphaned),
+                   30, "the orphaned batches finished by monitor b", alive)
+        assert not any(client.exists(stored_prefix + m) for m in orphaned), "bitmaps of finished batches remain"
+
+        _stop_monitors(pipeline)
+        wait_until(lambda: _evaluated_everything(client), 20, "every result evaluated and stored",
+                   [pipeline.proc("worker")])
+
+    for name in REGIONS:
+        dispatched = Counter(d for _sent, devices in _delivered_checks(client, name) for d in devices)
+        assert set(dispatched) == set(ids)
+        assert _reported(client, name) == dispatched, f"{name}: results differ from checks (lost or doubled)"
+        assert _rollup_checks(pipeline.database_url, name) == dispatched, f"{name}: rollups differ from checks"
+    client.close()
+    print(f"monitor killed holding {len(orphaned)} batches, {len(partial)} partially written "
+          f"({sum(partial.values())} results already stored); each check stored exactly once")
+
+
 def test_kill_9_of_the_leading_worker_fails_over_without_double_checks(pipeline_factory, redis_server):
     interval_s = 5
-    pipeline = pipeline_factory(DEVICES, worker_env={"LOCK_TTL_SECONDS": LOCK_TTL_S},
+    keep = {"STREAM_KEEP_SECONDS": 3600}  # this test reads every dispatched batch back from the streams
+    pipeline = pipeline_factory(DEVICES, worker_env={"LOCK_TTL_SECONDS": LOCK_TTL_S, **keep},
                                 extra_services={"worker-b": (["worker"], {
-                                    "LOCK_TTL_SECONDS": LOCK_TTL_S, "REGION_ALIVE_SECONDS": 8})})
+                                    "LOCK_TTL_SECONDS": LOCK_TTL_S, "REGION_ALIVE_SECONDS": 8, **keep})})
     procs = pipeline.procs
     client = redis.Redis.from_url(redis_server.url)
     api_key = create_tenant(pipeline.tracker_url, "killworker")

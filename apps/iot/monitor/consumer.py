@@ -1,21 +1,22 @@
-"""The monitor's work loop: read check batches of its region, probe them, write results, acknowledge.
+"""The monitor's work loop: take check batches of its region, probe each check, store results as they
+complete, acknowledge a batch once all its checks are stored.
 
-Delivery is at-least-once and nothing is lost when a monitor dies:
-- batches are read through the region's consumer group, so each is pending on exactly one monitor;
-- the result batch is written and the check batch acknowledged in ONE MULTI/EXEC, so a batch is either
-  pending (and will be probed again) or has its results stored, never acknowledged without results;
-- batches idle on another consumer (a dead monitor) for `reclaim_idle_seconds` are taken over with
-  XAUTOCLAIM by the live monitors of the region.
+- Batches are read through the region's consumer group, so each is pending on exactly one monitor. The
+  monitor takes more while few of its waiting checks could start (`queue_checks`), so the peers of a
+  region share the work and memory stays bounded.
+- Checks of all held batches go to the `FairScheduler` (concurrency per check, fair between tenants);
+  results go to the `ResultWriter` (small groups, exactly once, acknowledgement when a batch is complete).
+- Held batches are touched every `reclaim_idle_seconds / 3`, so a batch with a 60 s check is not taken for
+  abandoned; batches idle longer (their monitor died) are taken over with XAUTOCLAIM, and only their checks
+  without a stored result are probed again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,27 +24,13 @@ from redis.exceptions import RedisError, ResponseError
 
 from iot import protocol
 from iot.log import log_fields
+from iot.monitor.batches import Batch, decode, make_checks, stored_indexes
 from iot.monitor.metrics import MonitorMetrics
-from iot.monitor.probes import Prober, ProbeResult
+from iot.monitor.probes import Prober
+from iot.monitor.scheduler import FairScheduler
+from iot.monitor.writer import ResultWriter
 
 logger = logging.getLogger(__name__)
-
-Check = tuple[int, str, str, int]  # device_id, kind, target, timeout_ms
-
-
-def decode_checks(fields: dict[Any, Any]) -> list[Check]:
-    raw = fields.get(protocol.CHECKS_FIELD) or fields.get(protocol.CHECKS_FIELD.encode())
-    if raw is None:
-        return []
-    return [(int(c[0]), str(c[1]), str(c[2]), int(c[3])) for c in json.loads(raw)]
-
-
-def encode_results(checks: list[Check], results: list[ProbeResult], checked_at: float) -> str:
-    rows = [
-        [check[0], 1 if res.ok else 0, res.latency_ms, res.error, checked_at]
-        for check, res in zip(checks, results, strict=True)
-    ]
-    return json.dumps(rows, separators=(",", ":"))
 
 
 async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> None:
@@ -65,47 +52,68 @@ class CheckConsumer:
         region: str,
         instance: str,
         read_count: int = 4,
-        inflight_batches: int = 8,
+        concurrency: int = 1000,
+        icmp_concurrency: int = 10_000,
+        tenant_share: float = 0.25,
+        queue_checks: int = 5000,
         reclaim_idle_seconds: float = 30.0,
+        flush_seconds: float = 0.1,
+        flush_max: int = 500,
+        result_buffer_max: int = 10_000,
     ) -> None:
         self._redis = client
-        self._prober = prober
         self._metrics = metrics
         self.region = region
         self.instance = instance
         self.stream = protocol.checks_stream(region)
         self._read_count = read_count
-        self._max_inflight = inflight_batches
+        self._queue_checks = queue_checks
         self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
-        self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._stop: asyncio.Event | None = None
+        self.writer = ResultWriter(client, metrics, region=region, instance=instance, flush_seconds=flush_seconds,
+                                   flush_max=flush_max, buffer_max=result_buffer_max)
+        self.scheduler = FairScheduler(prober, self.writer, metrics, concurrency=concurrency,
+                                       icmp_concurrency=icmp_concurrency, tenant_share=tenant_share,
+                                       tenant_queue_max=max(queue_checks, 1))
+        self.writer.on_settled = self._settled
+        self.held: dict[str, Batch] = {}
+        self._accepting = True
+
+    def has_room(self) -> bool:
+        return self.scheduler.runnable_queued() < self._queue_checks and self.writer.has_room()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set, then finish (probe, write, ack) every batch already taken."""
-        self._stop = stop
+        """Consume until `stop` is set, then finish (probe, store, acknowledge) every batch already taken."""
         await self._with_retry(lambda: ensure_group(self._redis, self.stream, protocol.CHECKS_GROUP), stop)
-        reclaimer = asyncio.create_task(self._reclaim_loop(stop))
+        finished = asyncio.Event()
+        writing = asyncio.create_task(self.writer.run(finished))
+        upkeep = asyncio.create_task(self._upkeep_loop(finished))
         try:
             await self._read_loop(stop)
         finally:
-            reclaimer.cancel()
-            if self._inflight:
-                log_fields(logger, logging.INFO, "finishing in-flight batches", batches=len(self._inflight))
-                await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+            self._accepting = False
+            self.writer.shutting_down = True
+            if self.held:
+                log_fields(logger, logging.INFO, "finishing held batches", batches=len(self.held),
+                           queued=self.scheduler.queued, in_flight=self.scheduler.inflight)
+            await self.scheduler.wait_idle()
+            finished.set()
+            await writing
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
         delay = 0.2
         while not stop.is_set():
-            room = self._max_inflight - len(self._inflight)
-            if room <= 0:
-                await asyncio.wait(list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED)
+            if not self.has_room():
+                await _sleep_or_stop(stop, 0.01)  # a poll: ~100 cheap wake-ups per second while full
                 continue
             try:
                 reply = await self._redis.xreadgroup(
                     protocol.CHECKS_GROUP, self.instance, {self.stream: ">"},
                     # A jittered block: monitors of one region that time out in step with the worker's
                     # once-a-second dispatch would otherwise let one of them take every batch.
-                    count=min(room, self._read_count), block=random.randint(700, 1300),
+                    count=self._read_count, block=random.randint(700, 1300),
                 )
                 delay = 0.2
             except ResponseError as exc:
@@ -122,96 +130,97 @@ class CheckConsumer:
                 continue
             for _stream, messages in reply or []:
                 for message_id, fields in messages:
-                    self._start(_as_str(message_id), fields)
+                    self._take(_as_str(message_id), fields, bitmap=None)
 
-    def _start(self, message_id: str, fields: dict[Any, Any]) -> None:
-        if message_id in self._inflight:
-            return
-        task = asyncio.create_task(self._process(message_id, fields))
-        self._inflight[message_id] = task
-        self._metrics.inflight.set(len(self._inflight))
-        task.add_done_callback(lambda _t: self._finished(message_id))
-
-    def _finished(self, message_id: str) -> None:
-        self._inflight.pop(message_id, None)
-        self._metrics.inflight.set(len(self._inflight))
-
-    async def _process(self, message_id: str, fields: dict[Any, Any]) -> None:
+    def _take(self, message_id: str, fields: dict[Any, Any], bitmap: bytes | None) -> bool:
+        """Hold a batch and queue its checks (those without a stored result, for a reclaimed one)."""
+        if message_id in self.held:
+            return False
         try:
-            checks = decode_checks(fields)
+            decoded = decode(fields)
+        except (ValueError, TypeError) as exc:
+            log_fields(logger, logging.ERROR, "malformed check batch, acknowledging it unprobed",
+                       id=message_id, error=str(exc))
+            decoded = None
+        size = len(decoded.entries) if decoded is not None else 0
+        skip = stored_indexes(bitmap, size)
+        batch = Batch(message_id, size, size - len(skip))
+        self.held[message_id] = batch
+        self._metrics.held_batches.set(len(self.held))
+        if decoded is None or batch.remaining == 0:
+            self.writer.finalize(batch)  # nothing (left) to probe: acknowledge it
+            return True
+        try:
+            checks = make_checks(batch, decoded, skip)
         except (ValueError, TypeError, IndexError) as exc:
-            log_fields(logger, logging.ERROR, "malformed check batch, dropping", id=message_id, error=str(exc))
-            await self._redis.xack(self.stream, protocol.CHECKS_GROUP, message_id)
-            return
-        results = await self._prober.check_batch(
-            [(kind, target, timeout_ms / 1000.0) for _, kind, target, timeout_ms in checks]
-        )
-        payload = encode_results(checks, results, round(time.time(), 3))
-        await self._write_and_ack(message_id, payload)
-        self._metrics.record_batch(
-            [(check[1], res.ok, res.latency_ms) for check, res in zip(checks, results, strict=True)]
-        )
+            log_fields(logger, logging.ERROR, "malformed check entry, acknowledging the batch unprobed",
+                       id=message_id, error=str(exc))
+            batch.size = 0
+            self.writer.finalize(batch)
+            return True
+        self.scheduler.submit(checks)
+        return True
 
-    async def _write_and_ack(self, message_id: str, payload: str) -> None:
-        """Results XADD and check XACK atomically; retried with backoff until Redis takes them."""
-        delay = 0.2
-        while True:
-            try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.xadd(
-                        protocol.RESULTS_STREAM,
-                        {
-                            protocol.RESULTS_FIELD: payload,
-                            protocol.REGION_FIELD: self.region,
-                            protocol.INSTANCE_FIELD: self.instance,
-                        },
-                        maxlen=protocol.RESULTS_STREAM_MAXLEN, approximate=True,
-                    )
-                    pipe.xack(self.stream, protocol.CHECKS_GROUP, message_id)
-                    await pipe.execute()
-                return
-            except (RedisError, OSError) as exc:
-                self._metrics.write_errors.inc()
-                if self._stop is not None and self._stop.is_set() and delay >= 5.0:
-                    # Shutting down and Redis stays away: leave the batch pending; a peer (or this
-                    # monitor's successor) reclaims and probes it again. Nothing is lost.
-                    log_fields(logger, logging.WARNING, "giving up on a batch at shutdown", id=message_id)
-                    return
-                log_fields(logger, logging.WARNING, "writing results failed, retrying",
-                           id=message_id, error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    def _settled(self, acked: list[str], lost: list[str]) -> None:
+        for message_id in acked:
+            self.held.pop(message_id, None)
+        if lost:
+            for message_id in lost:
+                batch = self.held.pop(message_id, None)
+                if batch is not None:
+                    batch.lost = True
+            self.scheduler.forget_lost()
+        self._metrics.held_batches.set(len(self.held))
 
-    async def _reclaim_loop(self, stop: asyncio.Event) -> None:
-        period = max(1.0, self._reclaim_idle_ms / 3000.0)
-        while not stop.is_set():
-            await _sleep_or_stop(stop, period)
-            if stop.is_set():
-                return
+    # ---- upkeep: touch held batches, drop late checks, take over abandoned batches ------------------
+
+    async def _upkeep_loop(self, finished: asyncio.Event) -> None:
+        touch_every = max(0.5, self._reclaim_idle_ms / 3000.0)
+        reclaim_every = max(1.0, self._reclaim_idle_ms / 3000.0)
+        loop = asyncio.get_running_loop()
+        next_touch = next_reclaim = loop.time()
+        while not finished.is_set():
+            await _sleep_or_stop(finished, 1.0 if touch_every >= 1.0 else touch_every)
+            self.scheduler.expire()
             try:
-                await self.reclaim_once()
-                await self.forget_dead_consumers()
+                if loop.time() >= next_touch:
+                    next_touch = loop.time() + touch_every
+                    await self.touch_held()
+                if self._accepting and loop.time() >= next_reclaim:
+                    next_reclaim = loop.time() + reclaim_every
+                    await self.reclaim_once()
+                    await self.forget_dead_consumers()
             except (RedisError, OSError) as exc:
-                log_fields(logger, logging.WARNING, "reclaim failed", error=str(exc))
+                log_fields(logger, logging.WARNING, "batch upkeep failed", error=str(exc))
+
+    async def touch_held(self) -> None:
+        async with self.writer.lock:
+            lost = await self.writer.touch(list(self.held))
+        if lost:
+            log_fields(logger, logging.WARNING, "held batches were taken over by another monitor", count=len(lost))
+            self._settled([], lost)
 
     async def reclaim_once(self) -> int:
-        """Take over batches idle on other consumers; returns how many were started."""
+        """Take over batches idle on other consumers; returns how many were taken."""
         started = 0
         cursor = "0-0"
-        while self._max_inflight - len(self._inflight) > 0:
+        while self.has_room():
             reply = await self._redis.xautoclaim(
                 self.stream, protocol.CHECKS_GROUP, self.instance, self._reclaim_idle_ms,
-                start_id=cursor, count=self._max_inflight - len(self._inflight),
+                start_id=cursor, count=max(1, self._read_count),
             )
             cursor, messages = _as_str(reply[0]), reply[1]
             for message_id, fields in messages:
                 if fields is None:  # trimmed away; XAUTOCLAIM already dropped it from the pending list
                     continue
                 mid = _as_str(message_id)
-                if mid not in self._inflight:
-                    self._metrics.reclaimed.inc()
-                    log_fields(logger, logging.INFO, "reclaimed batch from a dead consumer", id=mid)
-                    self._start(mid, fields)
+                if mid in self.held:
+                    continue
+                bitmap = await self._redis.get(protocol.stored_bitmap_prefix(self.region) + mid)
+                self._metrics.reclaimed.inc()
+                log_fields(logger, logging.INFO, "reclaimed batch from a dead consumer", id=mid,
+                           already_stored=len(stored_indexes(bitmap, 1 << 20)))
+                if self._take(mid, fields, bitmap):
                     started += 1
             if cursor == "0-0":
                 break

@@ -45,8 +45,11 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
     )
     consumer = CheckConsumer(
         client, prober, metrics, region=settings.region, instance=instance,
-        read_count=settings.batch_read_count, inflight_batches=settings.inflight_batches,
-        reclaim_idle_seconds=settings.reclaim_idle_seconds,
+        read_count=settings.batch_read_count, concurrency=settings.concurrency,
+        icmp_concurrency=settings.icmp_concurrency, tenant_share=settings.tenant_share,
+        queue_checks=settings.queue_checks, reclaim_idle_seconds=settings.reclaim_idle_seconds,
+        flush_seconds=settings.result_flush_seconds, flush_max=settings.result_flush_max,
+        result_buffer_max=settings.result_buffer_max,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -67,7 +70,7 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
                source_address=settings.monitor_source_address, port=settings.app_port, canaries=len(canaries))
     beating = asyncio.create_task(heartbeat.run(stop))
     try:
-        await consumer.run(stop)  # returns after stop, with every taken batch written and acknowledged
+        await consumer.run(stop)  # returns after stop, with every taken batch stored and acknowledged
     finally:
         stop.set()
         await beating

@@ -32,9 +32,15 @@ class Device:
     state: str = "unknown"
 
     def check_fragment(self) -> str:
-        """This device's entry in a check batch, encoded once per reload (protocol: [id, kind, target, ms])."""
+        """This device's entry in a check batch, encoded once per reload.
+
+        `[device_id, kind, target, timeout_ms, tenant_id, interval_s]`: the monitor shares its work fairly
+        by tenant and drops a check that could not start before the next one is due (interval). Elements
+        are only ever appended (per-kind options come next); readers ignore those they do not know.
+        """
         # Only the target needs JSON escaping; formatting the rest directly is 3x faster for 100k devices.
-        return f'[{self.id},"{self.kind}",{json.dumps(self.target)},{self.timeout_ms}]'
+        return (f'[{self.id},"{self.kind}",{json.dumps(self.target)},{self.timeout_ms},{self.tenant_id},'
+                f'{self.interval_s}]')
 
 
 async def load_devices(pool: asyncpg.Pool) -> dict[int, Device]:

@@ -1,9 +1,10 @@
 """Send planned batches to the regions' `checks:<region>` streams, fenced by the leader lock.
 
-Each batch is ONE stream message (protocol.CHECKS_FIELD = JSON array of [device_id, kind, target,
-timeout_ms], protocol.SENT_FIELD = unix time) and ONE Redis command: a Lua script that XADDs only while
-the lock still holds this leader's token. All commands of a tick go in one MULTI/EXEC pipeline (one
-round trip, applied all or nothing).
+Each batch is ONE stream message (protocol.CHECKS_FIELD = JSON array of check entries, see
+`iot.monitor.batches`: [device_id, kind, target, timeout_ms, tenant_id, interval_s], protocol.SENT_FIELD =
+unix time) and ONE Redis command: a Lua script that XADDs only while the lock still holds this leader's
+token. All commands of a tick go in one MULTI/EXEC pipeline (one round trip, applied all or nothing),
+followed by each region stream's trim (`iot.worker.trim`: entries the monitors finished are deleted).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from iot import protocol
+from iot.worker.trim import StreamTrimmer
 
 FENCED_XADD = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
@@ -37,10 +39,11 @@ class DispatchOutcome:
 
 
 class Dispatcher:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, trimmer: StreamTrimmer | None = None) -> None:
         self._redis = client
         self._xadd = client.register_script(FENCED_XADD)
         self._set = client.register_script(FENCED_SET)
+        self._trimmer = trimmer
 
     async def dispatch(
         self, token: str, regions: list[str], payloads: list[str], planned_until: int
@@ -63,7 +66,10 @@ class Dispatcher:
                 keys=[protocol.WORKER_LOCK_KEY, protocol.WORKER_PLANNED_UNTIL_KEY],
                 args=[token, planned_until], client=pipe,
             )
+            if self._trimmer is not None:
+                for region in regions:
+                    await self._trimmer.trim(protocol.checks_stream(region), protocol.CHECKS_GROUP, client=pipe)
             replies = await pipe.execute()
-        batch_replies = replies[:-1]
+        batch_replies = replies[: len(regions) * len(payloads)]
         fenced = sum(1 for r in batch_replies if r is None)
         return DispatchOutcome(batches=len(batch_replies) - fenced, fenced_out=fenced)

@@ -1,11 +1,18 @@
 """Consume monitor results, keep per-region views, decide device states, persist, then acknowledge.
 
+- Results are applied in probe-time order per device and region (`checked_at` is when the probe started):
+  a result older than the newest one applied is a late arrival (a slow probe, a slow batch). It is
+  counted in the rollups (history) but changes no view, state or incident, so a late 200 can never
+  resolve an open incident or mark a failing device UP.
 - State changes and incidents are written at once (one transaction per read, only when something
-  changed).
-- Region views and per-minute rollups are written every `flush_seconds` in multi-row statements; the
-  result messages are acknowledged (XACK) only after that transaction commits. A crash before the ack
-  leaves them pending; the next leader claims them (XAUTOCLAIM) and re-applies them, and results not
-  newer than a view's stored `last_checked_at` are skipped, so nothing is counted twice.
+  changed), together with every pending view and rollup.
+- Otherwise views and per-minute rollups are written every `flush_seconds` in multi-row statements. Each
+  such transaction also records the ids of the result messages it covers (`applied_result_messages`);
+  the messages are acknowledged (XACK) only after it commits, and their ids forgotten after the ack. A
+  crash before the ack leaves them pending; the next leader claims them (XAUTOCLAIM) and skips those
+  whose ids are recorded, so nothing is counted twice.
+- Acknowledged results are trimmed from the stream (`iot.worker.trim`), so Redis keeps only what is
+  still to be evaluated plus a short inspection window.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from iot.log import log_fields
 from iot.worker import store
 from iot.worker.catalog import Device
 from iot.worker.regions import FailureRates, RegionStatus, canary_failures, judge_regions, live_regions
-from iot.worker.state import RegionView, Thresholds, decide
+from iot.worker.state import TIMESTAMP_PRECISION_S, RegionView, Thresholds, decide
+from iot.worker.trim import StreamTrimmer
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +56,11 @@ class Evaluator:
         region_failure_rate: float = 0.5,
         region_min_checks: int = 20,
         region_window_seconds: float = 30.0,
+        region_sample_checks: int = 60,
         read_count: int = 50,
         flush_seconds: float = 2.0,
         reclaim_idle_seconds: float = 10.0,
+        trimmer: StreamTrimmer | None = None,
     ) -> None:
         self._redis = client
         self._pool = pool
@@ -60,7 +70,8 @@ class Evaluator:
         self._alive = region_alive_seconds
         self._rate_threshold = region_failure_rate
         self._min_checks = region_min_checks
-        self.rates = FailureRates(region_window_seconds)
+        self.rates = FailureRates(region_window_seconds, region_sample_checks)
+        self._trimmer = trimmer
         self._read_count = read_count
         self._flush_seconds = flush_seconds
         self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
@@ -74,7 +85,12 @@ class Evaluator:
         self._loaded_at = 0.0  # parents that recovered before this leadership term: count from its start
         self.regions: dict[str, RegionStatus] = {}
         self._healthy: frozenset[str] = frozenset()
-        self._unacked: list[str] = []
+        self._unacked: list[str] = []  # message ids applied in memory since the last flush
+        self._recorded: set[str] = set()  # ... of which already recorded in applied_result_messages
+        self._forget: list[str] = []  # acknowledged ids whose records the next transaction deletes
+        # Unix time each region last became healthy: its views from before then (from the cut, or its
+        # own broken network) are not evidence until re-checked, so rejoining adds no false DOWN.
+        self._healthy_since: dict[str, float] = {}
         self._dirty: set[tuple[int, str]] = set()
         self._rollups: dict[RollupKey, list[Any]] = {}
         self._regions_dirty = False
@@ -93,6 +109,8 @@ class Evaluator:
         self._rollups.clear()
         self._dirty.clear()
         self._unacked.clear()
+        self._recorded.clear()
+        self._forget.clear()
         async with self._pool.acquire() as conn:
             for row in await conn.fetch(store.SELECT_REGION_VIEWS):
                 self.views.setdefault(row["device_id"], {})[row["region"]] = RegionView(
@@ -124,7 +142,7 @@ class Evaluator:
         next_reclaim = 0.0
         try:
             while not stop.is_set() and leading():
-                if time.monotonic() - self._last_region_refresh >= 2.0:
+                if time.monotonic() - self._last_region_refresh >= 1.0:
                     await self.refresh_regions()
                 messages: list[tuple[Any, dict[Any, Any]]] = []
                 if time.monotonic() >= next_reclaim:
@@ -157,9 +175,18 @@ class Evaluator:
             claimed.extend(m for m in reply[1] if m[1] is not None)
             if cursor == "0-0" or not reply[1]:
                 break
-        if claimed:
-            log_fields(logger, logging.INFO, "reclaimed result batches", batches=len(claimed))
-        return claimed
+        if not claimed:
+            return []
+        ids = [_id(m[0]) for m in claimed]
+        in_memory = set(self._unacked)  # our own pending messages, applied this term, not flushed yet
+        stored = {r["stream_id"] for r in await self._pool.fetch(store.SELECT_APPLIED_MESSAGES, ids)}
+        fresh = [m for m in claimed if _id(m[0]) not in stored and _id(m[0]) not in in_memory]
+        # Applied and stored before a crash, or applied here already: only acknowledged (with the next flush).
+        self._unacked.extend(i for i in ids if i in stored and i not in in_memory)
+        self._recorded.update(stored)
+        log_fields(logger, logging.INFO, "reclaimed result batches", batches=len(claimed),
+                   already_applied=len(claimed) - len(fresh))
+        return fresh
 
     async def process(self, messages: list[tuple[Any, dict[Any, Any]]]) -> list[store.StateChange]:
         """Apply result batches to the views and write resulting state changes at once."""
@@ -168,7 +195,7 @@ class Evaluator:
         devices = self._devices()
         touched: set[int] = set()
         for message_id, fields in messages:
-            self._unacked.append(message_id.decode() if isinstance(message_id, bytes) else message_id)
+            self._unacked.append(_id(message_id))
             region = _field(fields, protocol.REGION_FIELD)
             raw = _field(fields, protocol.RESULTS_FIELD)
             if region is None or raw is None:
@@ -190,15 +217,17 @@ class Evaluator:
                     view = self.views[device_id][region] = RegionView()
                 factor = device.anomaly_factor if device.anomaly_factor is not None else self.th.anomaly_factor
                 min_ms = device.anomaly_min_ms if device.anomaly_min_ms is not None else self.th.anomaly_min_ms
-                if not view.apply(ok, latency, error, checked_at, self.th, factor, min_ms):
-                    continue
-                checks += 1
-                failures += 0 if ok else 1
-                touched.add(device_id)
-                self._dirty.add((device_id, region))
+                if view.apply(ok, latency, error, checked_at, self.th, factor, min_ms):
+                    checks += 1
+                    failures += 0 if ok else 1
+                    touched.add(device_id)
+                    self._dirty.add((device_id, region))
+                elif abs(checked_at - view.last_checked_at) <= TIMESTAMP_PRECISION_S:
+                    continue  # the very result already applied (a replay): nothing new
+                # else: probed before the newest result applied, arrived late: history only
                 self._add_rollup(device_id, region, checked_at, ok, latency)
+                self.results_processed += 1
             self.rates.add(region, checks, failures)
-            self.results_processed += checks
         changes = self._evaluate(touched, devices)
         if changes:
             await self._write_changes(changes)
@@ -221,9 +250,11 @@ class Evaluator:
         for device_id in sorted(touched):
             device = devices[device_id]
             checks_needed = device.anomaly_checks or self.th.anomaly_checks
-            # Views older than two intervals (+ slack) are stale: that region stopped checking the device.
-            fresh_after = now - 2 * device.interval_s - 15
-            verdict = decide(self.views.get(device_id, {}), self._healthy, self.th, checks_needed, fresh_after)
+            # Views older than two intervals (+ the probe's own timeout, since checked_at is when the probe
+            # started, + slack) are stale: that region stopped checking the device.
+            fresh_after = now - 2 * device.interval_s - device.timeout_ms / 1000.0 - 15
+            verdict = decide(self.views.get(device_id, {}), self._healthy, self.th, checks_needed, fresh_after,
+                             self._healthy_since)
             current = self.states.get(device_id, "unknown")
             if verdict.state is None:
                 continue
@@ -301,33 +332,55 @@ class Evaluator:
         return any(views[r].consecutive_failures > 0 for r in self._healthy if r in views)
 
     async def _write_changes(self, changes: list[store.StateChange]) -> None:
-        # The changed devices' region views go in the same transaction, so the API never shows a device
-        # DOWN while its regions still read as before (the other views wait for the periodic flush).
-        # Their rollups go with them: once a view is stored, a reclaimed result is skipped as already
-        # applied, so a rollup left in memory would be lost if this worker died before the next flush.
-        changed = {change.device_id for change in changes}
-        view_rows = self._view_columns(key for key in self._dirty if key[0] in changed)
-        rollup_rows = self._rollup_columns(
-            {key: self._rollups.pop(key) for key in [k for k in self._rollups if k[0] in changed]}
-        )
+        # Everything pending goes with the changes, in one transaction: the API never shows a device DOWN
+        # while its regions still read as before, and the result messages behind them are recorded as
+        # applied, so a crash before the next flush neither loses nor doubles a rollup.
+        await self._commit(changes)
+        for change in changes:
+            log_fields(logger, logging.INFO, "device state changed", device_id=change.device_id,
+                       state=change.state, incident=change.incident_kind)
+
+    async def _commit(self, changes: list[store.StateChange] | None = None, attempts: int | None = None) -> bool:
+        """State changes (if any), dirty views, rollups, region health and the applied message ids in ONE
+        transaction; retried with backoff (forever unless `attempts`). True once committed."""
+        view_rows = self._view_columns(self._dirty)
+        rollup_rows = self._rollup_columns(self._rollups)
+        region_rows = self._region_columns() if self._regions_dirty else None
+        record = [i for i in self._unacked if i not in self._recorded]
+        forget = list(self._forget)
         delay = 0.2
         while True:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    await store.write_state_changes(conn, changes)
+                    if changes:
+                        await store.write_state_changes(conn, changes)
                     if view_rows[0]:
                         await conn.execute(store.UPSERT_REGION_VIEWS, *view_rows)
                     if rollup_rows[0]:
                         await conn.execute(store.UPSERT_ROLLUPS, *rollup_rows)
-                for change in changes:
-                    log_fields(logger, logging.INFO, "device state changed", device_id=change.device_id,
-                               state=change.state, incident=change.incident_kind)
-                return
+                    if region_rows:
+                        await conn.execute(store.UPSERT_REGIONS, *region_rows)
+                    if record:
+                        await conn.execute(store.RECORD_APPLIED_MESSAGES, record)
+                    if forget:
+                        await conn.execute(store.FORGET_APPLIED_MESSAGES, forget)
+                break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log_fields(logger, logging.WARNING, "writing state changes failed, retrying",
+                log_fields(logger, logging.WARNING, "writing results failed, retrying",
                            error=str(exc), retry_in_s=delay)
+                if attempts is not None:
+                    attempts -= 1
+                    if attempts <= 0:
+                        return False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self._dirty.clear()
+        self._rollups.clear()
+        if region_rows:
+            self._regions_dirty = False
+        self._recorded.update(record)
+        del self._forget[: len(forget)]
+        return True
 
     # ---- regions -----------------------------------------------------------------------------------
 
@@ -350,7 +403,12 @@ class Evaluator:
                 log_fields(logger, logging.INFO if status.healthy else logging.WARNING, "region status",
                            **status.as_dict())
         self.regions = statuses
-        self._healthy = frozenset(n for n, s in statuses.items() if s.live and s.healthy)
+        healthy = frozenset(n for n, s in statuses.items() if s.live and s.healthy)
+        for name in healthy - self._healthy:
+            if self._healthy or self._loaded_at and time.time() - self._loaded_at > 5:
+                # rejoined (not merely the first refresh of this term): its older views wait for new checks
+                self._healthy_since[name] = time.time()
+        self._healthy = healthy
         try:
             self._push_down = {row["id"] for row in await self._pool.fetch(store.SELECT_DOWN_PUSH_DEVICES)}
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -365,45 +423,29 @@ class Evaluator:
     # ---- durable flush + ack ----------------------------------------------------------------------
 
     async def flush(self, attempts: int | None = None) -> None:
-        """Write dirty views, rollups and region health in one transaction, then XACK what they came from.
+        """Commit what is pending (see `_commit`), then XACK the messages it came from and trim the stream.
 
         Retries with backoff (forever unless `attempts` is given: results then stay pending, unacked).
         """
         self._last_flush = time.monotonic()
         if not self._unacked and not self._regions_dirty:
             return
-        view_rows = self._view_columns(self._dirty)
-        rollup_rows = self._rollup_columns(self._rollups)
-        region_rows = self._region_columns() if self._regions_dirty else None
-        delay = 0.2
-        while True:
-            try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    if view_rows[0]:
-                        await conn.execute(store.UPSERT_REGION_VIEWS, *view_rows)
-                    if rollup_rows[0]:
-                        await conn.execute(store.UPSERT_ROLLUPS, *rollup_rows)
-                    if region_rows:
-                        await conn.execute(store.UPSERT_REGIONS, *region_rows)
-                break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log_fields(logger, logging.WARNING, "flushing results failed, retrying",
-                           error=str(exc), retry_in_s=delay)
-                if attempts is not None:
-                    attempts -= 1
-                    if attempts <= 0:
-                        return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self._dirty.clear()
-        self._rollups.clear()
-        self._regions_dirty = False
+        if not await self._commit(attempts=attempts):
+            return
         ids, self._unacked = self._unacked, []
-        await self._ack(ids)
+        if await self._ack(ids):
+            self._forget.extend(ids)
+        self._recorded.difference_update(ids)
+        if self._trimmer is not None:
+            try:
+                await self._trimmer.trim(protocol.RESULTS_STREAM, protocol.RESULTS_GROUP)
+            except (RedisError, OSError) as exc:
+                log_fields(logger, logging.WARNING, "trimming results failed", error=str(exc))
 
-    async def _ack(self, ids: list[str], attempts: int = 8) -> None:
-        """XACK in chunks. Giving up is safe: unacknowledged results are reclaimed later and skipped as
-        not newer than the stored views, so they are never counted twice."""
+    async def _ack(self, ids: list[str], attempts: int = 8) -> bool:
+        """XACK in chunks; True when all went through. Giving up is safe: unacknowledged results are
+        reclaimed later and skipped, since their ids stay recorded as applied."""
+        acked_all = True
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
             delay = 0.2
@@ -415,6 +457,9 @@ class Evaluator:
                     log_fields(logger, logging.WARNING, "ack failed, retrying", error=str(exc))
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+            else:
+                acked_all = False
+        return acked_all
 
     def _view_columns(self, keys: Iterable[tuple[int, str]]) -> list[list[Any]]:
         cols: list[list[Any]] = [[] for _ in range(12)]
@@ -451,6 +496,10 @@ class Evaluator:
             [s.reason for s in statuses],
             [s.last_heartbeat_at for s in statuses],
         ]
+
+
+def _id(message_id: bytes | str) -> str:
+    return message_id.decode() if isinstance(message_id, bytes) else message_id
 
 
 def _field(fields: dict[Any, Any], name: str) -> str | None:

@@ -32,6 +32,7 @@ from iot.worker.lock import LeaderLock
 from iot.worker.scheduler import Scheduler
 from iot.worker.silence import run_silence_watch
 from iot.worker.state import Thresholds
+from iot.worker.trim import StreamTrimmer
 from iot.worker.webhooks import WebhookSender
 
 logger = logging.getLogger("iot.worker")
@@ -49,6 +50,9 @@ class WorkerService:
         self.scheduler = Scheduler(
             client, pool, batch_size=settings.batch_size, tick_seconds=settings.tick_seconds,
             region_alive_seconds=settings.region_alive_seconds, max_catchup_seconds=settings.max_catchup_seconds,
+            batch_max_bytes=settings.batch_max_bytes,
+            trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds,
+                                  max_age_s=settings.checks_max_age_seconds),
         )
         self.evaluator = Evaluator(
             client, pool, lambda: self.scheduler.devices,
@@ -59,8 +63,11 @@ class WorkerService:
             ),
             instance=self.instance, region_alive_seconds=settings.region_alive_seconds,
             region_failure_rate=settings.region_failure_rate, region_min_checks=settings.region_min_checks,
-            region_window_seconds=settings.region_window_seconds, read_count=settings.results_read_count,
+            region_window_seconds=settings.region_window_seconds,
+            region_sample_checks=settings.region_sample_checks, read_count=settings.results_read_count,
             reclaim_idle_seconds=settings.lock_ttl_seconds,
+            # results nobody evaluated stay up to a day (a worker outage); evaluated ones go after the keep
+            trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds, max_age_s=86_400),
         )
         self.webhooks = WebhookSender(
             pool, egress=settings.egress_policy(), per_tenant=settings.webhook_tenant_round_limit,

@@ -21,15 +21,26 @@ def phase_of(device_id: int, interval_s: int) -> int:
     return (((device_id * _GOLDEN) & _MASK64) >> 16) % interval_s
 
 
+# Default bound of one check batch message, in bytes (BATCH_MAX_BYTES).
+DEFAULT_BATCH_MAX_BYTES = 256 * 1024
+
+
 class Schedule:
-    def __init__(self, devices: Iterable[Device]) -> None:
+    def __init__(self, devices: Iterable[Device], max_batch_bytes: int = DEFAULT_BATCH_MAX_BYTES) -> None:
         buckets: dict[int, list[list[str]]] = {}
         count = 0
+        # Devices whose entry alone would not fit a batch (a huge target) are not scheduled: a batch stays
+        # bounded by bytes whatever the API accepted. The scheduler logs them by id.
+        self.oversize: list[int] = []
         for device in devices:
+            fragment = device.check_fragment()
+            if len(fragment) + 2 > max_batch_bytes:
+                self.oversize.append(device.id)
+                continue
             slots = buckets.get(device.interval_s)
             if slots is None:
                 slots = buckets[device.interval_s] = [[] for _ in range(device.interval_s)]
-            slots[phase_of(device.id, device.interval_s)].append(device.check_fragment())
+            slots[phase_of(device.id, device.interval_s)].append(fragment)
             count += 1
         self._buckets = list(buckets.items())
         self.device_count = count
@@ -56,9 +67,20 @@ class Schedule:
         return out
 
 
-def batch_payloads(fragments: list[str], batch_size: int) -> list[str]:
-    """JSON arrays of at most `batch_size` checks each: one stream message per payload, per region.
+def batch_payloads(fragments: list[str], batch_size: int, max_bytes: int = DEFAULT_BATCH_MAX_BYTES) -> list[str]:
+    """JSON arrays of at most `batch_size` checks and `max_bytes` bytes each: one stream message per payload,
+    per region (a single fragment larger than `max_bytes` goes alone; `Schedule` never plans one).
 
     The same payload goes to every region, so encoding cost does not grow with the number of regions.
     """
-    return ["[" + ",".join(fragments[i : i + batch_size]) + "]" for i in range(0, len(fragments), batch_size)]
+    payloads: list[str] = []
+    start, size = 0, 2  # the brackets
+    for index, fragment in enumerate(fragments):
+        length = len(fragment) + (1 if index > start else 0)  # the comma
+        if index > start and (index - start >= batch_size or size + length > max_bytes):
+            payloads.append("[" + ",".join(fragments[start:index]) + "]")
+            start, size, length = index, 2, len(fragment)
+        size += length
+    if start < len(fragments):
+        payloads.append("[" + ",".join(fragments[start:]) + "]")
+    return payloads

@@ -64,13 +64,21 @@ async def canary_failures(client: aioredis.Redis, max_age_seconds: float) -> dic
 
 @dataclass(slots=True)
 class FailureRates:
-    """Sliding-window check and failure counts per region, fed by the evaluator."""
+    """Check and failure counts per region over its most recent results, fed by the evaluator.
+
+    A region's figure covers its newest results only: the latest messages adding up to `sample_checks`
+    checks, and none older than `window_seconds`. With a busy region that is the last second or two, so a
+    cut region crosses the failure threshold (and a healed one falls back under it) within a check
+    interval instead of after half a long window; a quiet region falls back to the time window.
+    """
 
     window_seconds: float
+    sample_checks: int = 60
     _events: dict[str, deque[tuple[float, int, int]]] = field(default_factory=dict)
 
     def add(self, region: str, checks: int, failures: int, now: float | None = None) -> None:
-        self._events.setdefault(region, deque()).append((now or time.monotonic(), checks, failures))
+        if checks:
+            self._events.setdefault(region, deque()).append((now or time.monotonic(), checks, failures))
 
     def totals(self, now: float | None = None) -> dict[str, tuple[int, int]]:
         now = now or time.monotonic()
@@ -78,7 +86,15 @@ class FailureRates:
         for region, events in self._events.items():
             while events and events[0][0] < now - self.window_seconds:
                 events.popleft()
-            out[region] = (sum(e[1] for e in events), sum(e[2] for e in events))
+            checks = failures = 0
+            for index in range(len(events) - 1, -1, -1):  # newest first
+                _at, n, f = events[index]
+                checks, failures = checks + n, failures + f
+                if checks >= self.sample_checks:
+                    for _ in range(index):  # older events can never be in a sample again
+                        events.popleft()
+                    break
+            out[region] = (checks, failures)
         return out
 
 

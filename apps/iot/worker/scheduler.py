@@ -16,8 +16,9 @@ from iot import protocol
 from iot.log import log_fields
 from iot.worker.catalog import Device, load_devices
 from iot.worker.dispatch import Dispatcher
-from iot.worker.planner import Schedule, batch_payloads
+from iot.worker.planner import DEFAULT_BATCH_MAX_BYTES, Schedule, batch_payloads
 from iot.worker.regions import live_regions
+from iot.worker.trim import StreamTrimmer
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,14 @@ class Scheduler:
         tick_seconds: float,
         region_alive_seconds: float,
         max_catchup_seconds: int,
+        batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
+        trimmer: StreamTrimmer | None = None,
     ) -> None:
         self._redis = client
         self._pool = pool
-        self._dispatcher = Dispatcher(client)
+        self._dispatcher = Dispatcher(client, trimmer)
         self._batch_size = batch_size
+        self._batch_max_bytes = batch_max_bytes
         self._tick = tick_seconds
         self._alive = region_alive_seconds
         self._max_catchup = max_catchup_seconds
@@ -55,7 +59,12 @@ class Scheduler:
         if self._loaded and version == self._version:
             return False
         self.devices = await load_devices(self._pool)
-        self.schedule = Schedule(self.devices.values())
+        self.schedule = Schedule(self.devices.values(), self._batch_max_bytes)
+        if self.schedule.oversize:
+            log_fields(logger, logging.ERROR, "devices not scheduled: their check entry is larger than "
+                       "BATCH_MAX_BYTES (shorten the target or raise the setting)",
+                       devices=self.schedule.oversize[:20], count=len(self.schedule.oversize),
+                       batch_max_bytes=self._batch_max_bytes)
         self._version, self._loaded = version, True
         log_fields(logger, logging.INFO, "devices loaded", devices=self.schedule.device_count,
                    version=version.decode() if version else None)
@@ -80,7 +89,7 @@ class Scheduler:
         regions = sorted(await live_regions(self._redis, self._alive))
         self.live_regions = regions
         fragments = self.schedule.due_between(first, current)
-        payloads = batch_payloads(fragments, self._batch_size)
+        payloads = batch_payloads(fragments, self._batch_size, self._batch_max_bytes)
         outcome = await self._dispatcher.dispatch(token, regions, payloads, current)
         if outcome.fenced_out:
             log_fields(logger, logging.WARNING, "lost the lock while dispatching; batches refused",

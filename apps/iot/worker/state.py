@@ -103,14 +103,16 @@ class Verdict:
 
 
 def decide(views: dict[str, RegionView], healthy: frozenset[str], th: Thresholds, anomaly_checks: int,
-           fresh_after: float) -> Verdict:
-    """Device state from the views of healthy live regions checked after `fresh_after` (unix time)."""
+           fresh_after: float, healthy_since: dict[str, float] | None = None) -> Verdict:
+    """Device state from the views of healthy live regions checked after `fresh_after` (unix time) and
+    after the region last became healthy (`healthy_since`: older views are from its bad time)."""
     failing: list[str] = []
     slow: list[str] = []
     passing: list[str] = []
     for region in sorted(healthy):
         view = views.get(region)
-        if view is None or view.last_checked_at < fresh_after:
+        since = max(fresh_after, healthy_since.get(region, 0.0)) if healthy_since else fresh_after
+        if view is None or view.last_checked_at < since:
             continue
         region_state = view.state(th, anomaly_checks)
         if region_state == "down":

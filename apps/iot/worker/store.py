@@ -183,3 +183,13 @@ async def write_state_changes(conn: asyncpg.Connection, changes: list[StateChang
             ENQUEUE_ESCALATIONS, [c.device_id for c in escalated], [c.incident_kind for c in escalated],
             [c.summary for c in escalated], [c.at for c in escalated],
         )
+
+# Result messages applied in a transaction (see migration 0005): recorded with the rows they produced,
+# forgotten once acknowledged; a redelivered message found here is skipped.
+RECORD_APPLIED_MESSAGES = """
+INSERT INTO applied_result_messages (stream_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING
+"""
+FORGET_APPLIED_MESSAGES = """
+DELETE FROM applied_result_messages WHERE stream_id = ANY($1::text[]) OR applied_at < now() - interval '1 day'
+"""
+SELECT_APPLIED_MESSAGES = "SELECT stream_id FROM applied_result_messages WHERE stream_id = ANY($1::text[])"

@@ -1,7 +1,9 @@
 """Probes: HTTP (status + latency), TCP connect and ICMP echo, each bound to an optional source address.
 
-`Prober` puts the kinds behind one interface with a bound on probes in flight; the consumer hands it
-whole batches (`check_batch`).
+`Prober` puts the kinds behind one per-check interface, `begin(kind, target, timeout_s, done)`: the check
+starts at once and `done(result)` is called when IT finishes, whatever else is in flight. The monitor's
+scheduler (`iot.monitor.scheduler`) decides which check starts when; `check` and `check_batch` are the
+awaitable forms for canaries, tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -9,19 +11,29 @@ from __future__ import annotations
 import asyncio
 
 from iot.egress import PUBLIC_ONLY, EgressPolicy
-from iot.monitor.probes.common import ProbeResult, ProbeSetupError, failed, resolve, split_host_port
+from iot.monitor.probes.common import Done, ProbeResult, ProbeSetupError, failed, resolve, split_host_port
 from iot.monitor.probes.http import HttpProbe, PlainHttpProbe
 from iot.monitor.probes.icmp import IcmpProbe
 from iot.monitor.probes.tcp import TcpProbe
 
 __all__ = [
-    "HttpProbe", "IcmpProbe", "PlainHttpProbe", "ProbeResult", "ProbeSetupError", "Prober", "TcpProbe",
-    "resolve", "split_host_port",
+    "Done", "HttpProbe", "IcmpProbe", "PlainHttpProbe", "ProbeResult", "ProbeSetupError", "Prober", "TcpProbe",
+    "lane_of", "resolve", "split_host_port",
 ]
+
+# Checks hold one of two resources while in flight: a socket (HTTP, TCP: file descriptors, ports) or an
+# echo on the shared ICMP socket (no descriptor; bounded by the 16-bit sequence space). Each has its own cap.
+SOCKET_LANE = "socket"
+ICMP_LANE = "icmp"
+
+
+def lane_of(kind: str) -> str:
+    return ICMP_LANE if kind == "icmp" else SOCKET_LANE
 
 
 class Prober:
-    """All probe kinds behind one `check(kind, target, timeout_s)`, with a bound on probes in flight."""
+    """All probe kinds behind one per-check `begin`, plus awaitable `check`/`check_batch` bounded by
+    `concurrency` (the monitor's consumer bounds `begin` itself, per tenant)."""
 
     def __init__(self, source_address: str | None, concurrency: int, http_keepalive: bool = False,
                  egress: EgressPolicy = PUBLIC_ONLY) -> None:
@@ -40,65 +52,44 @@ class Prober:
         await self.http.close()
         self.icmp.close()
 
-    async def check_batch(self, checks: list[tuple[str, str, float]]) -> list[ProbeResult]:
-        """Probe (kind, target, timeout_s) checks; results in the same order.
-
-        ICMP, TCP and plain-http checks of the batch run without a task each. Other HTTP checks take a
-        slot of the concurrency bound BEFORE their task is created, so thousands of queued checks are a
-        loop position, not thousands of tasks waiting on a semaphore.
-        """
-        results: list[ProbeResult | None] = [None] * len(checks)
-        icmp = [i for i, c in enumerate(checks) if c[0] == "icmp"]
-        tcp = [i for i, c in enumerate(checks) if c[0] == "tcp"]
-        plain = [i for i, c in enumerate(checks)
-                 if c[0] == "http" and self.plain_http is not None and self.plain_http.handles(c[1])]
-        icmp_job = tcp_job = plain_job = None
-        if icmp:
-            icmp_job = asyncio.ensure_future(
-                self.icmp.check_many([checks[i][1] for i in icmp], [checks[i][2] for i in icmp])
-            )
-        if tcp:
-            tcp_job = asyncio.ensure_future(
-                self.tcp.check_many([checks[i][1] for i in tcp], [checks[i][2] for i in tcp], self._slots)
-            )
-        if plain:
-            assert self.plain_http is not None
-            plain_job = asyncio.ensure_future(
-                self.plain_http.check_many([checks[i][1] for i in plain], [checks[i][2] for i in plain], self._slots)
-            )
-        plain_set = set(plain)
-        tasks: list[asyncio.Task[None]] = []
-
-        async def run(index: int, kind: str, target: str, timeout_s: float) -> None:
-            try:
-                results[index] = await self._check_unbounded(kind, target, timeout_s)
-            finally:
-                self._slots.release()
-
-        for index, (kind, target, timeout_s) in enumerate(checks):
-            if kind in ("icmp", "tcp") or index in plain_set:
-                continue
-            await self._slots.acquire()
-            tasks.append(asyncio.create_task(run(index, kind, target, timeout_s)))
-        if tasks:
-            await asyncio.gather(*tasks)
-        for indexes, job in ((icmp, icmp_job), (tcp, tcp_job), (plain, plain_job)):
-            if job is not None:
-                for i, result in zip(indexes, await job, strict=True):
-                    results[i] = result
-        return [r if r is not None else failed("not probed") for r in results]
+    def begin(self, kind: str, target: str, timeout_s: float, done: Done) -> None:
+        """Start one check now; `done(result)` is called exactly once (possibly before this returns)."""
+        if kind == "icmp":
+            self.icmp.begin(target, timeout_s, done)
+        elif kind == "tcp":
+            self.tcp.begin(target, timeout_s, done)
+        elif kind == "http":
+            if self.plain_http is not None and self.plain_http.handles(target):
+                self.plain_http.begin(target, timeout_s, done)
+            else:
+                self.http.begin(target, timeout_s, done)
+        else:
+            done(failed(f"unknown check kind {kind!r}"))
 
     async def check(self, kind: str, target: str, timeout_s: float) -> ProbeResult:
         async with self._slots:
-            return await self._check_unbounded(kind, target, timeout_s)
+            future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+            self.begin(kind, target, timeout_s, lambda result: future.done() or future.set_result(result))
+            return await future
 
-    async def _check_unbounded(self, kind: str, target: str, timeout_s: float) -> ProbeResult:
-        if kind == "http":
-            if self.plain_http is not None and self.plain_http.handles(target):
-                return await self.plain_http.check(target, timeout_s)
-            return await self.http.check(target, timeout_s)
-        if kind == "tcp":
-            return await self.tcp.check(target, timeout_s)
-        if kind == "icmp":
-            return await self.icmp.check(target, timeout_s)
-        return failed(f"unknown check kind {kind!r}")
+    async def check_batch(self, checks: list[tuple[str, str, float]]) -> list[ProbeResult]:
+        """Probe (kind, target, timeout_s) checks, at most `concurrency` at once; results in the same order."""
+        loop = asyncio.get_running_loop()
+        results: list[ProbeResult | None] = [None] * len(checks)
+        all_done: asyncio.Future[None] = loop.create_future()
+        remaining = len(checks)
+
+        def finish(index: int, result: ProbeResult) -> None:
+            nonlocal remaining
+            results[index] = result
+            self._slots.release()
+            remaining -= 1
+            if remaining == 0 and not all_done.done():
+                all_done.set_result(None)
+
+        for index, (kind, target, timeout_s) in enumerate(checks):
+            await self._slots.acquire()  # a slot BEFORE the check starts: queued checks cost nothing
+            self.begin(kind, target, timeout_s, lambda result, i=index: finish(i, result))
+        if checks:
+            await all_done
+        return [r if r is not None else failed("not probed") for r in results]

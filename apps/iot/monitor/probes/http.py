@@ -20,12 +20,13 @@ import aiohttp
 from iot import failures
 from iot.egress import PUBLIC_ONLY, EgressPolicy, EgressResolver
 from iot.monitor.probes.common import (
+    Done,
     ProbeResult,
     elapsed_ms,
     failed,
     failed_because,
     prepare_probe_socket,
-    resolve,
+    resolve_then,
 )
 
 
@@ -46,6 +47,7 @@ class HttpProbe:
         self._keepalive = keepalive
         self._egress = egress
         self._session: aiohttp.ClientSession | None = None
+        self._running: set[asyncio.Task[ProbeResult]] = set()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -67,6 +69,22 @@ class HttpProbe:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def begin(self, url: str, timeout_s: float, done: Done) -> None:
+        """Start one check as a task (aiohttp needs one); `done(result)` is called when it ends."""
+        task = asyncio.get_running_loop().create_task(self.check(url, timeout_s))
+        self._running.add(task)
+
+        def finished(t: asyncio.Task[ProbeResult]) -> None:
+            self._running.discard(t)
+            if t.cancelled():
+                done(failed("probe cancelled"))
+            elif t.exception() is not None:
+                done(failed(type(t.exception()).__name__))
+            else:
+                done(t.result())
+
+        task.add_done_callback(finished)
 
     async def check(self, url: str, timeout_s: float) -> ProbeResult:
         assert self._session is not None, "HttpProbe.start() first"
@@ -142,45 +160,36 @@ class PlainHttpProbe:
         return url.startswith("http://")
 
     async def check(self, url: str, timeout_s: float) -> ProbeResult:
-        return (await self.check_many([url], [timeout_s], asyncio.Semaphore(1)))[0]
+        future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+        self.begin(url, timeout_s, lambda result: future.done() or future.set_result(result))
+        return await future
 
-    async def check_many(self, urls: list[str], timeouts_s: list[float], slots: asyncio.Semaphore) -> list[ProbeResult]:
+    def begin(self, url: str, timeout_s: float, done: Done) -> None:
+        """Start one check; `done(result)` is called once, with the status line's verdict or the failure."""
+        try:
+            host, port, request = _parse_plain_url(url)
+        except ValueError as exc:
+            done(failed(str(exc)))
+            return
         loop = asyncio.get_running_loop()
-        results: list[ProbeResult | None] = [None] * len(urls)
-        pending: list[_PendingGet] = []
-        for index, url in enumerate(urls):
-            try:
-                host, port, request = _parse_plain_url(url)
-                address = await resolve(host, self._egress)
-            except (ValueError, OSError) as exc:
-                results[index] = failed_because(exc)
-                continue
-            await slots.acquire()
-            get = _PendingGet(loop, slots, results, index, request, timeouts_s[index])
-            get.start(address, port, self._source)
-            if not get.done.done():
-                pending.append(get)
-        if pending:
-            await asyncio.gather(*(g.done for g in pending))
-        return [r if r is not None else failed("not probed") for r in results]
+        resolve_then(
+            host, self._egress, lambda address: _PendingGet(loop, done, request, timeout_s).start(address, port, self._source), done
+        )
 
 
 class _PendingGet:
     """One check: connect (writer callback) -> send the GET -> read the status line (reader callback);
-    a timer bounds the whole. Every exit closes the socket and frees the concurrency slot once."""
+    a timer bounds the whole. Every exit closes the socket and reports the result exactly once."""
 
-    __slots__ = ("_buffer", "_index", "_loop", "_request", "_results", "_slots", "_sock", "_start",
-                 "_timeout_s", "_timer", "done")
+    __slots__ = ("_buffer", "_done", "_finished", "_loop", "_request", "_sock", "_start", "_timeout_s", "_timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore,
-                 results: list[ProbeResult | None], index: int, request: bytes, timeout_s: float) -> None:
-        self._loop, self._slots, self._results, self._index = loop, slots, results, index
+    def __init__(self, loop: asyncio.AbstractEventLoop, done: Done, request: bytes, timeout_s: float) -> None:
+        self._loop, self._done, self._finished = loop, done, False
         self._request, self._timeout_s = request, timeout_s
         self._buffer = b""
         self._sock: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._start = time.perf_counter()
-        self.done: asyncio.Future[None] = loop.create_future()
 
     def start(self, address: str, port: int, source: str | None) -> None:
         try:
@@ -258,8 +267,9 @@ class _PendingGet:
         self._finish(failed(f"timeout after {self._timeout_s:g}s"))
 
     def _finish(self, result: ProbeResult) -> None:
-        if self.done.done():
+        if self._finished:
             return
+        self._finished = True
         if self._timer is not None:
             self._timer.cancel()
         if self._sock is not None:
@@ -268,6 +278,4 @@ class _PendingGet:
                 self._loop.remove_writer(fd)
                 self._loop.remove_reader(fd)
             self._sock.close()
-        self._slots.release()
-        self._results[self._index] = result
-        self.done.set_result(None)
+        self._done(result)

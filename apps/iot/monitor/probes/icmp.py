@@ -8,40 +8,58 @@ import itertools
 import socket
 import struct
 import time
+from collections import deque
 
 from icmplib import ICMPv4Socket
 from icmplib.exceptions import ICMPLibError
 
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.failures import describe
-from iot.monitor.probes.common import ProbeResult, ProbeSetupError, failed, resolve
+from iot.monitor.probes.common import Done, ProbeResult, ProbeSetupError, failed, is_ip_literal, resolve_then
 
 _ICMP_HEADER = struct.Struct("!BBHHH")
 _ECHO_HEADER = _ICMP_HEADER  # type 8 (echo request), code, checksum, identifier, sequence
 _ECHO_PAYLOAD = b"my-iot-app-probe"
 
 
+# Timeouts are swept this often instead of one event-loop timer per echo (a timer per check costs more
+# than the echo itself at tens of thousands of checks per second).
+_SWEEP_S = 0.01
+
+
+class _Echo:
+    """One echo in flight: finished by its reply (reader callback) or the sweep after its deadline."""
+
+    __slots__ = ("deadline", "done", "sent_at", "timeout_s")
+
+    def __init__(self, done: Done, sent_at: float, timeout_s: float) -> None:
+        self.done, self.sent_at, self.timeout_s = done, sent_at, timeout_s
+        self.deadline = sent_at + timeout_s
+
+
 class IcmpProbe:
     """ICMP echo over ONE unprivileged datagram socket shared by all checks in flight.
 
-    icmplib builds and parses the packets; this class multiplexes: each echo gets its own sequence
-    number and a future, and a reader callback resolves futures as replies arrive. One socket per ping
-    (icmplib's async_ping) costs a socket syscall pair per check and cannot reach tens of thousands of
-    checks per second. Needs net.ipv4.ping_group_range to include the process's group.
+    icmplib opens the socket; this class multiplexes: each echo gets its own sequence number, a timer
+    and a completion callback, and the socket's reader callback completes a check the moment its reply
+    arrives, whatever else is in flight (no waiting for the slowest target of a batch). One socket per
+    ping (icmplib's async_ping) costs a socket syscall pair per check and cannot reach tens of thousands
+    of checks per second. Needs net.ipv4.ping_group_range to include the process's group.
+
+    Echoes in flight are bounded by the caller (the monitor's scheduler): the 16-bit sequence space is
+    per socket, so stay well below 65,536 in flight.
     """
 
-    def __init__(self, source_address: str | None = None, max_inflight: int = 2048,
-                 egress: EgressPolicy = PUBLIC_ONLY) -> None:
+    def __init__(self, source_address: str | None = None, egress: EgressPolicy = PUBLIC_ONLY) -> None:
         self._source = source_address
-        self._egress = egress
+        self._egress = egress  # judges every target before an echo is sent
         self._sock: ICMPv4Socket | None = None
         self._sequence = itertools.count()
-        self._pending: dict[tuple[str, int], tuple[asyncio.Future[float], float]] = {}
-        # Echoes in flight are capped: replies beyond the socket buffer would be dropped by the kernel
-        # and show up as false timeouts.
-        self._max_inflight = max_inflight
-        self._room = asyncio.Event()
-        self._room.set()
+        self._pending: dict[tuple[str, int], _Echo] = {}
+        # Echoes in send order per timeout value, so each deque is in deadline order; answered ones are
+        # skipped by the sweep (and compacted away when they pile up behind a long timeout).
+        self._expiry: dict[float, deque[tuple[tuple[str, int], _Echo]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         try:
@@ -63,14 +81,22 @@ class IcmpProbe:
                 asyncio.get_running_loop().remove_reader(self._sock.sock.fileno())
             self._sock.close()
             self._sock = None
-        for future, _ in self._pending.values():
-            if not future.done():
-                future.cancel()
-        self._pending.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        pending, self._pending = self._pending, {}
+        self._expiry.clear()
+        for echo in pending.values():
+            echo.done(failed("ICMP probe closed"))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
 
     def _on_readable(self) -> None:
         assert self._sock is not None
         raw = self._sock.sock
+        now = time.perf_counter
         while True:
             try:
                 packet, (source, _port) = raw.recvfrom(1024)
@@ -83,84 +109,75 @@ class IcmpProbe:
             if len(packet) < 8:
                 continue
             icmp_type, icmp_code, _checksum, _ident, sequence = _ICMP_HEADER.unpack_from(packet)
-            entry = self._pending.pop((source, sequence), None)
-            if entry is None:
+            echo = self._pending.pop((source, sequence), None)
+            if echo is None:
                 continue  # late reply of a timed-out check
-            if len(self._pending) < self._max_inflight:
-                self._room.set()
-            future, sent_at = entry
-            if future.done():
+            if icmp_type != 0:
+                echo.done(failed(f"ICMP type {icmp_type} code {icmp_code}"))
                 continue
-            if icmp_type == 0:
-                future.set_result((time.perf_counter() - sent_at) * 1000.0)
+            latency_ms = (now() - echo.sent_at) * 1000.0
+            if latency_ms > echo.timeout_s * 1000.0:
+                echo.done(failed(f"timeout after {echo.timeout_s:g}s"))
             else:
-                future.set_exception(OSError(f"ICMP type {icmp_type} code {icmp_code}"))
+                echo.done(ProbeResult(True, round(latency_ms, 3)))
 
-    async def check_many(self, hosts: list[str], timeouts_s: list[float]) -> list[ProbeResult]:
-        """Ping many hosts at once: send every echo, then wait once for all replies (no task per check)."""
+    def begin(self, host: str, timeout_s: float, done: Done) -> None:
+        """Send one echo; `done(result)` is called once: on its reply, on its timeout, or on a send error."""
         if self._sock is None:
-            return [failed("ICMP probe not started")] * len(hosts)
-        loop = asyncio.get_running_loop()
-        sock = self._sock.sock
-        entries: list[tuple[tuple[str, int] | None, asyncio.Future[float]]] = []
-        for host in hosts:
-            while len(self._pending) >= self._max_inflight:
-                self._room.clear()
-                await self._room.wait()
-            future: asyncio.Future[float] = loop.create_future()
+            done(failed("ICMP probe not started"))
+        elif is_ip_literal(host):  # nearly always: no closure on the hot path
             try:
-                address = await resolve(host, self._egress)  # judged by the egress policy
-                sequence = next(self._sequence) & 0xFFFF
-                key: tuple[str, int] | None = (address, sequence)
-                self._pending[(address, sequence)] = (future, time.perf_counter())
-                sock.sendto(_ECHO_HEADER.pack(8, 0, 0, 0, sequence) + _ECHO_PAYLOAD, (address, 0))
+                address = self._egress.connect_address(host)  # cached per literal
             except OSError as exc:
-                key = None
-                if not future.done():
-                    future.set_exception(exc)
-            entries.append((key, future))
-        if entries:
-            await asyncio.wait([f for _, f in entries], timeout=max(timeouts_s))
-        results: list[ProbeResult] = []
-        for (key, future), timeout_s in zip(entries, timeouts_s, strict=True):
-            if key is not None and self._pending.get(key, (None,))[0] is future:
-                del self._pending[key]
-                self._room.set()
-            if not future.done():
-                future.cancel()
-                results.append(failed(f"timeout after {timeout_s:g}s"))
-            elif future.exception() is not None:
-                exc = future.exception()
-                results.append(failed(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__))
-            elif future.result() > timeout_s * 1000.0:
-                results.append(failed(f"timeout after {timeout_s:g}s"))
-            else:
-                results.append(ProbeResult(True, round(future.result(), 3)))
-        return results
+                done(failed(describe(exc)))
+                return
+            self._send(address, timeout_s, done)
+        else:
+            resolve_then(host, self._egress, lambda address: self._send(address, timeout_s, done), done)
 
-    async def check(self, host: str, timeout_s: float) -> ProbeResult:
+    def _send(self, address: str, timeout_s: float, done: Done) -> None:
         if self._sock is None:
-            return failed("ICMP probe not started")
-        try:
-            address = await resolve(host, self._egress)
-        except OSError as exc:
-            return failed(describe(exc))
+            done(failed("ICMP probe not started"))
+            return
         sequence = next(self._sequence) & 0xFFFF
         key = (address, sequence)
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._pending[key] = (future, time.perf_counter())
+        echo = _Echo(done, time.perf_counter(), timeout_s)
+        self._pending[key] = echo
         try:
             # icmplib's send() resolves the address and sets TTL/TOS per packet (three syscalls); the
             # echo request is fixed here, and datagram ICMP sockets get id and checksum from the kernel.
             self._sock.sock.sendto(_ECHO_HEADER.pack(8, 0, 0, 0, sequence) + _ECHO_PAYLOAD, (address, 0))
-            async with asyncio.timeout(timeout_s):
-                latency = await future
-            return ProbeResult(True, round(latency, 3))
-        except TimeoutError:
-            return failed(f"timeout after {timeout_s:g}s")
         except OSError as exc:
-            return failed(exc.strerror or str(exc) or type(exc).__name__)
-        finally:
-            if self._pending.get(key, (None,))[0] is future:
+            if self._pending.get(key) is echo:
                 del self._pending[key]
-                self._room.set()
+            done(failed(exc.strerror or str(exc) or type(exc).__name__))
+            return
+        queue = self._expiry.get(timeout_s)
+        if queue is None:
+            queue = self._expiry[timeout_s] = deque()
+        queue.append((key, echo))
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(_SWEEP_S, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fail the echoes past their deadline; reschedule while any is pending."""
+        self._sweeper = None
+        now = time.perf_counter()
+        pending = self._pending
+        for timeout_s, queue in list(self._expiry.items()):
+            while queue and queue[0][1].deadline <= now:
+                key, echo = queue.popleft()
+                if pending.get(key) is echo:
+                    del pending[key]
+                    echo.done(failed(f"timeout after {timeout_s:g}s"))
+            if not queue:
+                del self._expiry[timeout_s]
+            elif len(queue) > 4 * len(pending) + 1024:  # mostly answered echoes behind a long timeout
+                self._expiry[timeout_s] = deque(item for item in queue if pending.get(item[0]) is item[1])
+        if self._expiry:
+            self._sweeper = asyncio.get_running_loop().call_later(_SWEEP_S, self._sweep)
+
+    async def check(self, host: str, timeout_s: float) -> ProbeResult:
+        future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+        self.begin(host, timeout_s, lambda result: future.done() or future.set_result(result))
+        return await future

@@ -10,12 +10,14 @@ import time
 
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.monitor.probes.common import (
+    Done,
     ProbeResult,
     elapsed_ms,
     failed,
     failed_because,
     prepare_probe_socket,
     resolve,
+    resolve_then,
     split_host_port,
 )
 
@@ -52,63 +54,51 @@ class TcpProbe:
         finally:
             sock.close()
 
+    def begin(self, target: str, timeout_s: float, done: Done) -> None:
+        """Start one connect check; `done(result)` is called once, when it connects, fails or times out.
 
-    async def check_many(
-        self, targets: list[str], timeouts_s: list[float], slots: asyncio.Semaphore
-    ) -> list[ProbeResult]:
-        """Connect checks of a whole batch without a task each.
-
-        Non-blocking connect() often completes at once (loopback, LAN); a connect still in progress
-        gets a writer callback and a timer, whichever fires first records the result, closes the socket
-        and frees its slot of the concurrency bound.
+        Non-blocking connect() often completes at once (loopback, LAN); a connect still in progress gets
+        a writer callback and a timer, whichever fires first records the result and closes the socket.
+        No task per check: thousands in flight are a few callbacks each.
         """
-        loop = asyncio.get_running_loop()
-        results: list[ProbeResult | None] = [None] * len(targets)
-        pending: list[_PendingConnect] = []
-        for index, target in enumerate(targets):
-            try:
-                host, port = split_host_port(target)
-                address = await resolve(host, self._egress)
-            except (ValueError, OSError) as exc:
-                results[index] = failed_because(exc)
-                continue
-            await slots.acquire()
-            try:
-                sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-            except OSError as exc:  # e.g. out of file descriptors: this check fails, the batch goes on
-                slots.release()
-                results[index] = failed(exc.strerror or type(exc).__name__)
-                continue
-            sock.setblocking(False)
-            prepare_probe_socket(sock)
-            start = time.perf_counter()
-            try:
-                if self._source:
-                    sock.bind((self._source, 0))
-                err = sock.connect_ex((address, port))
-            except OSError as exc:
-                err = exc.errno or -1
-            if err == errno.EINPROGRESS:
-                pending.append(_PendingConnect(loop, sock, start, timeouts_s[index], slots, results, index))
-                continue
-            results[index] = ProbeResult(True, elapsed_ms(start)) if err == 0 else failed(os.strerror(err))
-            sock.close()
-            slots.release()
-        if pending:
-            await asyncio.gather(*(p.done for p in pending))
-        return [r if r is not None else failed("not probed") for r in results]
+        try:
+            host, port = split_host_port(target)
+        except ValueError as exc:
+            done(failed(str(exc)))
+            return
+        resolve_then(host, self._egress, lambda address: self._connect(address, port, timeout_s, done), done)
+
+    def _connect(self, address: str, port: int, timeout_s: float, done: Done) -> None:
+        try:
+            sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:  # e.g. out of file descriptors: this check fails, the others go on
+            done(failed(exc.strerror or type(exc).__name__))
+            return
+        sock.setblocking(False)
+        prepare_probe_socket(sock)
+        start = time.perf_counter()
+        try:
+            if self._source:
+                sock.bind((self._source, 0))
+            err = sock.connect_ex((address, port))
+        except OSError as exc:
+            err = exc.errno or -1
+        if err == errno.EINPROGRESS:
+            _PendingConnect(asyncio.get_running_loop(), sock, start, timeout_s, done)
+            return
+        sock.close()
+        done(ProbeResult(True, elapsed_ms(start)) if err == 0 else failed(os.strerror(err)))
 
 
 class _PendingConnect:
     """One connect in progress: finished by writability (connected or refused) or by its timer."""
 
-    __slots__ = ("_index", "_loop", "_results", "_slots", "_sock", "_start", "_timeout_s", "_timer", "done")
+    __slots__ = ("_done", "_finished", "_loop", "_sock", "_start", "_timeout_s", "_timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, start: float, timeout_s: float,
-                 slots: asyncio.Semaphore, results: list[ProbeResult | None], index: int) -> None:
+                 done: Done) -> None:
         self._loop, self._sock, self._start, self._timeout_s = loop, sock, start, timeout_s
-        self._slots, self._results, self._index = slots, results, index
-        self.done: asyncio.Future[None] = loop.create_future()
+        self._done, self._finished = done, False
         loop.add_writer(sock.fileno(), self._writable)
         self._timer = loop.call_later(timeout_s, self._timed_out)
 
@@ -120,11 +110,10 @@ class _PendingConnect:
         self._finish(failed(f"timeout after {self._timeout_s:g}s"))
 
     def _finish(self, result: ProbeResult) -> None:
-        if self.done.done():
+        if self._finished:
             return
+        self._finished = True
         self._timer.cancel()
         self._loop.remove_writer(self._sock.fileno())
         self._sock.close()
-        self._slots.release()
-        self._results[self._index] = result
-        self.done.set_result(None)
+        self._done(result)
