@@ -22,6 +22,9 @@ from components.firewall import cloudflare_ip_ranges, hcloud_rules, linode_inbou
 from components.secrets import ClusterSecrets
 
 LINODE_IGNORE_CHANGES = ["metadatas", "image", "authorized_keys"]
+# /metrics on its own listener inside the container; the unit publishes only CONTAINER_PORT, so the
+# node's public port serves /health alone (reach /metrics over SSH: `docker exec` or the container IP).
+METRICS_PORT = 9100
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ def monitor_env(config: StackConfig, monitor: MonitorConfig) -> pulumi.Output[st
         "DOMAIN": config.domain,
         "APP_HOST": "0.0.0.0",
         "APP_PORT": str(CONTAINER_PORT),
+        "METRICS_PORT": str(METRICS_PORT),
         "LOG_LEVEL": "info",
     }
     return pulumi.Output.secret(config.redis_url.apply(

@@ -110,6 +110,13 @@ class MonitorSettings(CommonSettings):
     inflight_batches: int = Field(8, ge=1, description="Check batches probed at once by one monitor process.")
     canary_seconds: float = Field(5.0, gt=0, description="How often the canaries are probed.")
 
+    # --- what the monitor exposes (issue 10): only /health may be public; /metrics gets its own listener ---
+    metrics_port: int = Field(
+        0, ge=0, le=65535,
+        description="Serve /metrics on this port only, on its own listener (monitor nodes never publish it); "
+        "0: /metrics beside /health on APP_PORT (playground).",
+    )
+
 
 class SimulatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIM_", case_sensitive=False, extra="ignore")
