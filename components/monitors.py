@@ -124,6 +124,8 @@ class MonitorFleet(pulumi.ComponentResource):
             location=monitor.location,
             public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
             firewall_ids=[self.hcloud_firewall.id.apply(int)],
+            # The deploy window (deploy/window.py) adds a label-selector firewall for one job: not drift.
+            ignore_remote_firewall_ids=True,
             ssh_keys=[self._ssh_key.id],
             user_data=render_monitor_user_data(hostname),
             labels={**labels, "monitor": monitor.name, "location": monitor.location},
