@@ -8,6 +8,7 @@ script is run with a stand-in `venv/bin/python` to see what it really calls.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -41,27 +42,44 @@ def up_step(stack: str):
     return lambda step: any(args[:3] == ["up", "--stack", stack] for args in calls(step, False))
 
 
-def runs(step: dict, failed: bool, cancelled: bool) -> bool:
-    """GitHub Actions' step condition, for the expressions these workflows use."""
+STATUS = {"success()", "always()", "failure()", "cancelled()"}
+
+
+def runs(step: dict, failed: bool, cancelled: bool, outcomes: dict[str, str] | None = None) -> bool:
+    """GitHub Actions' step condition, for the expressions these workflows use: status functions and
+    `steps.<id>.outcome == '<value>'` joined by `&&` (no status function means `success() && ...`)."""
     condition = str(step.get("if", "success()")).replace("${{", "").replace("}}", "").strip()
-    return {
-        "success()": not failed and not cancelled,
-        "always()": True,
-        "failure()": failed,
-        "cancelled()": cancelled,
-    }[condition]
+    terms = [t.strip() for t in condition.split("&&")]
+    if not STATUS & set(terms):
+        terms.insert(0, "success()")
+    values = {"success()": not failed and not cancelled, "always()": True, "failure()": failed,
+              "cancelled()": cancelled}
+    result = True
+    for term in terms:
+        if term in values:
+            result = result and values[term]
+            continue
+        match = re.fullmatch(r"steps\.([\w-]+)\.outcome == '(\w+)'", term)
+        assert match, f"the simulator does not know {term!r}"
+        result = result and (outcomes or {}).get(match.group(1), "skipped") == match.group(2)
+    return result
 
 
 def simulate(steps: list[dict], failing: int | None = None, cancelled_at: int | None = None) -> list[int]:
     """Indices of the steps that run when step `failing` fails, or the run is cancelled during `cancelled_at`."""
-    ran, failed, cancelled = [], False, False
+    ran, failed, cancelled, outcomes = [], False, False, {}
     for i, step in enumerate(steps):
-        if runs(step, failed, cancelled):
+        if runs(step, failed, cancelled, outcomes):
             ran.append(i)
             if i == failing:
                 failed = True
             if i == cancelled_at:
                 cancelled = True
+            outcome = "failure" if i == failing else "cancelled" if i == cancelled_at else "success"
+        else:
+            outcome = "skipped"
+        if "id" in step:
+            outcomes[step["id"]] = outcome
     return ran
 
 

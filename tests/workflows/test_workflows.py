@@ -75,8 +75,8 @@ def inline_secret_problems(doc: dict) -> list[str]:
     return problems
 
 
-def test_there_are_the_four_workflows():
-    assert {p.name for p in WORKFLOWS} == {"test.yml", "preview.yml", "deploy.yml", "images.yml"}
+def test_there_are_the_five_workflows():
+    assert {p.name for p in WORKFLOWS} == {"test.yml", "preview.yml", "deploy.yml", "images.yml", "e2e-cloud.yml"}
 
 
 def test_workflows_validate_against_the_github_workflow_schema():
