@@ -197,7 +197,8 @@ def write_artifacts(run: ProgramRun, out: Path) -> dict[str, list[Path]]:
     (out / "resources.md").write_text(render_resources(run, files_by_resource))
     (out / "edge.md").write_text(render_edge(run))
     every = [path for paths in written.values() for path in paths] + [out / "resources.md", out / "edge.md"]
-    write_marker(out, run.stack, [str(path.relative_to(out)) for path in every])
+    root = out.resolve()
+    write_marker(out, run.stack, [str(path.resolve().relative_to(root)) for path in every])
     return written
 
 

@@ -48,6 +48,15 @@ def test_dot_is_refused_from_the_command_line_and_the_repository_survives(tmp_pa
     assert snapshot(checkout) == before
 
 
+def test_a_relative_output_directory_works_and_is_marked(tmp_path, monkeypatch):
+    """`make plan` passes a relative path (build/plan/<stack>)."""
+    monkeypatch.chdir(tmp_path)
+    assert plan.main(["--stack", "dev", "--out", "build/plan/dev"]) == 0
+    listed = plan.read_marker(Path("build/plan/dev"))
+    assert "jobs/traefik.rendered/secrets/traefik.yml" in listed and "resources.md" in listed
+    assert plan.main(["--stack", "dev", "--out", "build/plan/dev"]) == 0, "and can be planned into again"
+
+
 def test_a_file_in_place_of_the_directory_is_refused(tmp_path):
     target = tmp_path / "plan"
     target.write_text("not a directory\n")
