@@ -65,10 +65,13 @@ def from_outputs(outputs: Mapping[str, Any], secrets_dir: Path, device_timeout: 
     target = SmokeTarget(domain=domain, through_edge=True)
     target.hosts = [(edge(label), kind) for label, kind in HOST_KINDS.items()]
     target.hosts.append((edge(f"smoke-tenant-{os.getpid()}"), "dashboard"))  # the tenant wildcard
+    published = set(outputs["hostnames"])
     for name, monitor in outputs["monitors"].items():
-        target.hosts.append((Endpoint(monitor["hostname"], f"https://{monitor['hostname']}"), f"monitor:{name}"))
-        target.not_public.append((Endpoint(monitor["hostname"], f"https://{monitor['hostname']}"), "/metrics"))
         target.closed_ports.append((monitor["publicIpv4"], 80, "monitor health is for Cloudflare only"))
+        if monitor["hostname"] in published:  # a stack that does not own its zone publishes none
+            endpoint = Endpoint(monitor["hostname"], f"https://{monitor['hostname']}")
+            target.hosts.append((endpoint, f"monitor:{name}"))
+            target.not_public.append((endpoint, "/metrics"))
     for label in INTERNAL_HOSTS:
         target.not_public.append((edge(label), "/status"))
     for node in outputs["nodes"].values():

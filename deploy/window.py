@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -108,7 +109,7 @@ def stack_uses_linode(work_dir: Path, stack: str) -> bool:
 def discover_address(url: str, timeout: float = 10.0) -> str:
     """The runner's public egress address, as a what-is-my-IP service sees it (plain-text answer)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https or a test's loopback)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read(64).decode("ascii", "replace").strip()
     except OSError as exc:
         raise WindowError(f"could not look up the runner's address at {url} ({exc}); pass --address <ip>") from None
@@ -241,8 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    import os
-
     env = os.environ if env is None else env
     args = build_parser().parse_args(argv)
     stack = args.stack.rsplit("/", 1)[-1]
