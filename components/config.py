@@ -264,7 +264,7 @@ def _bounded_int(raw: object, key: str, low: int, high: int, unit: str = "") -> 
 
 
 def _nearest(name: str, allowed: Sequence[str]) -> str:
-    """' (did you mean X?)' for the closest allowed name, case-insensitively, or ''."""
+    """'did you mean iot:X?' for the closest allowed key (case-insensitive), or '' when none is close."""
     lowered = {a.lower(): a for a in allowed}
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return f"did you mean {_key(lowered[match[0]])}?" if match else ""
