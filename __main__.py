@@ -39,6 +39,7 @@ pulumi.export("images", {kind: config.images.ref(kind) for kind in ("app", "mark
 edge = Edge("edge", config, cluster.nodes, monitors.nodes)
 workloads = NomadWorkloads("workloads", config, secrets=secrets, cluster=cluster, edge=edge)
 
+pulumi.export("domain", config.domain)
 pulumi.export("hostnames", [host.hostname for host in edge.layout.hosts])
 pulumi.export("originCertificate", edge.origin_certificate)
 pulumi.export("nomadJobs", {job: j.id for job, j in workloads.jobs.items()})

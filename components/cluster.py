@@ -235,6 +235,8 @@ class AppCluster(pulumi.ComponentResource):
             networks=[hcloud.ServerNetworkArgs(network_id=self.network.id.apply(int), ip=ip)],
             public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
             firewall_ids=[self.firewall.id.apply(int)],
+            # The deploy window (deploy/window.py) adds a label-selector firewall for one job: not drift.
+            ignore_remote_firewall_ids=True,
             placement_group_id=self.placement_group.id.apply(int),
             ssh_keys=[self.ssh_key.id],
             user_data=render_cluster_user_data(spec),

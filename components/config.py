@@ -7,14 +7,18 @@ raises `ConfigError` (naming the key, the bad value and the fix) before any reso
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
+
+from components.stack_collisions import collisions, committed_stacks, footprint, lenient_footprint
 
 NAMESPACE = "iot"
 
@@ -93,6 +97,13 @@ DEFAULT_SERVICES: dict[str, dict[str, int]] = {
     "dashboard": {"count": 2, "cpu": 300, "memory": 256},
     "marketing": {"count": 2, "cpu": 100, "memory": 64},
     "docs": {"count": 2, "cpu": 100, "memory": 64},
+}
+# Per-instance bounds of a Nomad job (count, cpu in MHz, memory in MB): typos like `memory: 25600000`
+# or `count: 0` are refused instead of becoming a job Nomad can never place (or a silent outage).
+SERVICE_BOUNDS: dict[str, tuple[int, int, str]] = {
+    "count": (1, 20, ""),
+    "cpu": (20, 8000, " MHz"),
+    "memory": (32, 8192, " MB"),
 }
 DEFAULT_VERSIONS = {"consul": "1.22.7", "nomad": "2.0.7", "traefik": "v3.6.25", "cni": "1.6.2"}
 DEFAULT_IMAGES = {
@@ -199,6 +210,9 @@ class EdgeConfig:
 class CloudflareConfig:
     account_id: str
     zone_id: str
+    # This stack manages the zone-wide singletons (SSL mode, Authenticated Origin Pulls, entry-point
+    # rulesets). Exactly one stack per zone may; see components/stack_collisions.py.
+    owns_zone: bool = True
 
 
 @dataclass(frozen=True)
@@ -277,6 +291,28 @@ def _int(raw: object, key: str, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{_key(key)} must be >= {minimum}, got {value}; raise it to at least {minimum}")
     return value
+
+
+def _bounded_int(raw: object, key: str, low: int, high: int, unit: str = "") -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise ConfigError(f"{_key(key)} must be an integer between {low} and {high}{unit}, got {raw!r}")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{_key(key)} must be an integer between {low} and {high}{unit}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(
+            f"{_key(key)} is {value}{unit}; it must be between {low} and {high}{unit} per instance "
+            "(scale out with count rather than one huge instance)"
+        )
+    return value
+
+
+def _nearest(name: str, allowed: Sequence[str]) -> str:
+    """'did you mean iot:X?' for the closest allowed key (case-insensitive), or '' when none is close."""
+    lowered = {a.lower(): a for a in allowed}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"did you mean {_key(lowered[match[0]])}?" if match else ""
 
 
 def _unknown_fields(raw: Mapping[str, Any], key: str, allowed: Sequence[str]) -> None:
@@ -558,11 +594,10 @@ def _services(raw: object) -> dict[str, ServiceConfig]:
         given = _mapping(data.get(name, {}), key, "{count: 2, cpu: 500, memory: 256}")
         _unknown_fields(given, key, ("count", "cpu", "memory"))
         merged = {**DEFAULT_SERVICES[name], **given}
-        services[name] = ServiceConfig(
-            count=_int(merged["count"], f"{key}.count", 0),
-            cpu=_int(merged["cpu"], f"{key}.cpu", 10),
-            memory=_int(merged["memory"], f"{key}.memory", 16),
-        )
+        services[name] = ServiceConfig(**{
+            field: _bounded_int(merged[field], f"{key}.{field}", low, high, unit)
+            for field, (low, high, unit) in SERVICE_BOUNDS.items()
+        })
     return services
 
 
@@ -592,9 +627,9 @@ def _edge(raw: object) -> EdgeConfig:
 
 
 def _cloudflare(raw: object) -> CloudflareConfig:
-    example = "{accountId: <32 hex chars>, zoneId: <32 hex chars>}"
+    example = "{accountId: <32 hex chars>, zoneId: <32 hex chars>, ownsZone: true}"
     data = _mapping(raw, "cloudflare", example)
-    _unknown_fields(data, "cloudflare", ("accountId", "zoneId"))
+    _unknown_fields(data, "cloudflare", ("accountId", "zoneId", "ownsZone"))
     ids = {}
     for field in ("accountId", "zoneId"):
         value = _string(data.get(field), f"cloudflare.{field}", "copy it from the Cloudflare dashboard")
@@ -604,7 +639,10 @@ def _cloudflare(raw: object) -> CloudflareConfig:
                 "copy it from the zone's Overview page in the Cloudflare dashboard"
             )
         ids[field] = value
-    return CloudflareConfig(account_id=ids["accountId"], zone_id=ids["zoneId"])
+    return CloudflareConfig(
+        account_id=ids["accountId"], zone_id=ids["zoneId"],
+        owns_zone=_bool(data.get("ownsZone", True), "cloudflare.ownsZone"),
+    )
 
 
 def _secret(secrets: Mapping[str, object], key: str) -> pulumi.Output[str]:
@@ -651,20 +689,35 @@ def _registry(value: object) -> RegistryConfig | None:
                           password=pulumi.Output.secret(value["password"]))
 
 
-def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[str, object]) -> StackConfig:
-    """Validate raw `iot:*` values (keys without the namespace) into a StackConfig, or raise ConfigError."""
+TOP_LEVEL_KEYS = ("domain", "adminCidrs", "cluster", "monitors", "versions", "images", "imageTag", "services",
+                  "edge", "cloudflare", "protect", "sshUser", *SECRET_KEYS)
+
+
+def parse_stack_config(
+    raw: Mapping[str, object],
+    stack: str,
+    secrets: Mapping[str, object],
+    other_stacks: Mapping[str, Mapping[str, Any]] | None = None,
+) -> StackConfig:
+    """Validate raw `iot:*` values (keys without the namespace) into a StackConfig, or raise ConfigError.
+
+    `other_stacks`: raw values of the project's other stacks (by name): this stack must not collide with
+    them in Cloudflare (shared zone singletons, overlapping names).
+    """
     if "registry" in raw:
         raise ConfigError(
             "iot:registry holds credentials and is stored in plain text; remove it from the stack file and "
             f"set it with `pulumi config set --secret iot:registry '{REGISTRY_EXAMPLE}'`"
         )
-    known = {"domain", "adminCidrs", "cluster", "monitors", "versions", "images", "imageTag", "services",
-             "edge", "cloudflare", "protect", "sshUser", *SECRET_KEYS}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
     if unknown:
+        described = []
+        for key in unknown:
+            hint = _nearest(key, TOP_LEVEL_KEYS)
+            described.append(f"{_key(key)} ({hint})" if hint else _key(key))
         raise ConfigError(
-            f"unknown configuration key(s) {', '.join(_key(k) for k in unknown)}; "
-            f"known keys: {', '.join(_key(k) for k in sorted(known))}"
+            f"unknown configuration key(s) {', '.join(described)}; "
+            f"known keys: {', '.join(_key(k) for k in sorted(TOP_LEVEL_KEYS))}"
         )
     if "cluster" not in raw:
         raise ConfigError(f"iot:cluster is missing; add e.g. `iot:cluster: {CLUSTER_EXAMPLE}`")
@@ -676,7 +729,7 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
     protect = _bool(raw.get("protect", False), "protect")
     if protect:
         _require_digests(images, tag_set="imageTag" in raw)
-    return StackConfig(
+    config = StackConfig(
         stack=stack,
         domain=_domain(raw.get("domain")),
         admin_cidrs=_admin_cidrs(raw.get("adminCidrs")),
@@ -693,13 +746,34 @@ def parse_stack_config(raw: Mapping[str, object], stack: str, secrets: Mapping[s
         redis_url=_secret(secrets, "redisUrl"),
         registry=_registry(secrets.get("registry")),
     )
+    _check_collisions(config, other_stacks or {})
+    return config
+
+
+def _check_collisions(config: StackConfig, other_stacks: Mapping[str, Mapping[str, Any]]) -> None:
+    own = footprint(config.stack, config.domain, config.cloudflare.zone_id, config.cloudflare.owns_zone,
+                    list(config.monitor_names))
+    others = [f for name, raw in other_stacks.items() if (f := lenient_footprint(name, raw)) is not None]
+    problems = collisions(own, others)
+    if problems:
+        raise ConfigError("; and ".join(problems))
 
 
 STRUCTURED_KEYS = ("adminCidrs", "cluster", "monitors", "versions", "images", "services", "edge", "cloudflare")
 SCALAR_KEYS = ("domain", "imageTag", "protect", "sshUser")
 
 
-def load_stack_config() -> StackConfig:
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _configured_keys() -> set[str]:
+    """Every config key the engine handed the program (explicit config and the PULUMI_CONFIG bag)."""
+    from pulumi.runtime import config as runtime_config
+
+    return set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+
+
+def load_stack_config(project_dir: Path = PROJECT_DIR) -> StackConfig:
     """Read every `iot:*` key from the stack (the only pulumi.Config reader) and validate it."""
     config = pulumi.Config(NAMESPACE)
     raw: dict[str, object] = {}
@@ -711,6 +785,12 @@ def load_stack_config() -> StackConfig:
         value = config.get(key)
         if value is not None:
             raw[key] = value
+    # Keys nobody reads would be silently ignored (`iot:edgee`): hand them to the validator.
+    prefix = f"{NAMESPACE}:"
+    for full_key in _configured_keys():
+        key = full_key[len(prefix):] if full_key.startswith(prefix) else None
+        if key and key not in TOP_LEVEL_KEYS and key not in OPTIONAL_SECRET_KEYS:  # secrets: read below
+            raw[key] = config.get(key)
     secrets: dict[str, object] = {}
     # Which keys the stack stores encrypted: from the runtime, or the env the CLI hands the program.
     secret_keys = set(pulumi.runtime.get_config_secret_keys_env())
@@ -724,4 +804,5 @@ def load_stack_config() -> StackConfig:
                 f"`pulumi config set --secret {_key(key)} <value>`"
             )
         secrets[key] = value
-    return parse_stack_config(raw, pulumi.get_stack(), secrets)
+    stack = pulumi.get_stack()
+    return parse_stack_config(raw, stack, secrets, other_stacks=committed_stacks(project_dir, exclude=stack))

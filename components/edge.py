@@ -2,8 +2,12 @@
 
 Prod: an account-scoped monitor on Traefik's ping entrypoint, one pool per EU location whose origins
 are that location's nodes, and zone load balancers on the apex and `*`. Dev (no paid LB add-on):
-plain proxied A records to the nodes for the same hostnames. Both: monitor hostnames straight to
-their monitor node, an Origin CA certificate for Traefik, and SSL mode Full (strict).
+plain proxied A records to the nodes for the same hostnames. Both: an Origin CA certificate for
+Traefik. The stack that owns the zone (`iot:cloudflare.ownsZone`) also declares the zone-wide
+singletons: SSL mode Full (strict), Authenticated Origin Pulls (Traefik demands Cloudflare's client
+certificate), a config rule that lets monitor hosts reach their nodes over HTTP, and a custom rule
+that admits only GET/HEAD /health on monitor hosts and nothing on internal hosts (the worker).
+Monitor hostnames need that config rule, so a stack that does not own its zone publishes none.
 Nodes come in as data, so a new location in `iot:cluster.locations` lands in its pool in the same
 `pulumi up`.
 """
@@ -18,7 +22,8 @@ import pulumi_cloudflare as cloudflare
 import pulumi_tls as tls
 
 from components.config import StackConfig
-from components.edge_layout import EdgeLayout, NodeRef, edge_layout
+from components.edge_layout import INTERNAL_HOSTS, EdgeLayout, NodeRef, edge_layout
+from components.edge_rules import EdgeRule, blocked_requests, plain_http_origins
 
 TRAEFIK_PING_PORT = 8082
 ORIGIN_CERT_VALIDITY_DAYS = 5475  # the Origin CA maximum (15 years)
@@ -43,6 +48,8 @@ class Edge(pulumi.ComponentResource):
     layout: EdgeLayout
     origin_certificate: pulumi.Output[str]
     origin_private_key: pulumi.Output[str]
+    # Zone resources Traefik's client-certificate demand must wait for (empty when another stack owns the zone).
+    origin_pulls: list[pulumi.Resource]
 
     def __init__(
         self,
@@ -61,18 +68,13 @@ class Edge(pulumi.ComponentResource):
             [NodeRef(n.name, n.location) for n in app_nodes],
             [m.name for m in monitor_nodes],
             config.edge.load_balancer,
+            publish_monitors=config.cloudflare.owns_zone,
         )
         addresses = {n.name: n.public_ipv4 for n in app_nodes}
         monitor_addresses = {m.name: m.public_ipv4 for m in monitor_nodes}
 
         self._origin_tls(name)
-        cloudflare.ZoneSetting(
-            f"{name}-ssl-strict",
-            zone_id=self._zone_id,
-            setting_id="ssl",
-            value="strict",
-            opts=self._child(),
-        )
+        self.origin_pulls = []
 
         self.pool_ids: dict[str, pulumi.Output[str]] = {}
         self.load_balancers: list[cloudflare.LoadBalancer] = []
@@ -93,9 +95,8 @@ class Edge(pulumi.ComponentResource):
                 for target in host.targets:
                     suffix = f"-{target}" if host.kind == "nodes" else ""
                     self.records.append(self._record(name, host.hostname, "A", ips[target], suffix=suffix))
-        monitor_hosts = [h.hostname for h in self.layout.hosts if h.kind == "monitor"]
-        if monitor_hosts:
-            self._monitor_hosts_ssl(name, monitor_hosts)
+        if config.cloudflare.owns_zone:
+            self._zone_singletons(name)
 
         self.register_outputs(
             {
@@ -202,24 +203,46 @@ class Edge(pulumi.ComponentResource):
             opts=self._child(),
         )
 
-    def _monitor_hosts_ssl(self, name: str, hostnames: Sequence[str]) -> None:
-        """Monitor nodes answer plain HTTP on :80; Full (strict) would make Cloudflare dial :443."""
-        hosts = " ".join(f'"{h}"' for h in hostnames)
-        cloudflare.Ruleset(
-            f"{name}-monitor-hosts-ssl",
-            zone_id=self._zone_id,
-            kind="zone",
-            phase="http_config_settings",
-            name="iot monitor hosts",
-            description="Monitor nodes serve /health over HTTP: flexible SSL for their hostnames only",
-            rules=[
-                cloudflare.RulesetRuleArgs(
-                    action="set_config",
-                    expression=f"http.host in {{{hosts}}}",
-                    action_parameters=cloudflare.RulesetRuleActionParametersArgs(ssl="flexible"),
-                    description="monitor /health over HTTP to the origin",
-                    enabled=True,
-                )
-            ],
+    def _zone_singletons(self, name: str) -> None:
+        """The zone-wide settings and entry-point rulesets: declared by the owning stack only."""
+        cloudflare.ZoneSetting(
+            f"{name}-ssl-strict", zone_id=self._zone_id, setting_id="ssl", value="strict", opts=self._child(),
+        )
+        # Cloudflare presents its origin-pull client certificate to every origin of the zone; Traefik's
+        # websecure requires it (jobs/traefik.nomad.hcl), so it must be on before Traefik demands it.
+        self.origin_pulls.append(cloudflare.ZoneSetting(
+            f"{name}-origin-pulls", zone_id=self._zone_id, setting_id="tls_client_auth", value="on",
             opts=self._child(),
+        ))
+        domain = self._config.domain
+        monitor_hosts = [h.hostname for h in self.layout.hosts if h.kind == "monitor"]
+        internal_hosts = [f"{label}.{domain}" for label in INTERNAL_HOSTS]
+        if monitor_hosts:
+            rule = plain_http_origins(monitor_hosts)
+            self._ruleset(
+                f"{name}-monitor-hosts-ssl", "http_config_settings", "iot monitor hosts",
+                "Monitor nodes serve /health over HTTP: flexible SSL for their hostnames only",
+                [cloudflare.RulesetRuleArgs(
+                    action="set_config", expression=rule.expression, description=rule.description, enabled=True,
+                    action_parameters=cloudflare.RulesetRuleActionParametersArgs(ssl="flexible"),
+                )],
+            )
+        blocked = blocked_requests(monitor_hosts, internal_hosts)
+        self._ruleset(
+            f"{name}-internal-hosts", "http_request_firewall_custom", "iot custom rules",
+            "Monitor hosts serve GET /health only; internal hosts are never served through the edge",
+            [self._block(rule) for rule in blocked],
+        )
+
+    def _block(self, rule: EdgeRule) -> cloudflare.RulesetRuleArgs:
+        return cloudflare.RulesetRuleArgs(
+            action="block", expression=rule.expression, description=rule.description, enabled=True,
+        )
+
+    def _ruleset(
+        self, resource_name: str, phase: str, name: str, description: str, rules: list[cloudflare.RulesetRuleArgs]
+    ) -> cloudflare.Ruleset:
+        return cloudflare.Ruleset(
+            resource_name, zone_id=self._zone_id, kind="zone", phase=phase, name=name,
+            description=description, rules=rules, opts=self._child(),
         )

@@ -10,8 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-# Fixed single-label hosts (DESIGN §2); the apex and the `*` wildcard (tenants) come on top.
-EXPLICIT_HOSTS = ("www", "docs", "tracker", "collect", "worker")
+# Fixed single-label public hosts (DESIGN §2); the apex and the `*` wildcard (tenants) come on top.
+EXPLICIT_HOSTS = ("www", "docs", "tracker", "collect")
+# Hosts Traefik serves only on its internal entrypoint (private network, or an SSH tunnel for admins):
+# they get no DNS record, and the owning stack's edge rule blocks them should a wildcard ever catch them.
+INTERNAL_HOSTS = ("worker",)
 
 TargetKind = Literal["load_balancer", "cname", "nodes", "monitor"]
 
@@ -54,6 +57,12 @@ def routed_hostnames(domain: str) -> tuple[str, ...]:
     return (domain, f"*.{domain}", *(f"{label}.{domain}" for label in EXPLICIT_HOSTS))
 
 
+def public_hostnames(domain: str, monitor_names: Sequence[str], publish_monitors: bool = True) -> tuple[str, ...]:
+    """Every DNS name one stack publishes in its zone (load balancers and records alike)."""
+    monitors = tuple(f"{name}.{domain}" for name in monitor_names) if publish_monitors else ()
+    return (*routed_hostnames(domain), *monitors)
+
+
 def pools_by_location(nodes: Sequence[NodeRef]) -> tuple[Pool, ...]:
     """One pool per location, in first-seen (config) order, origins sorted by node name."""
     locations: dict[str, list[str]] = {}
@@ -63,16 +72,24 @@ def pools_by_location(nodes: Sequence[NodeRef]) -> tuple[Pool, ...]:
 
 
 def edge_layout(
-    domain: str, nodes: Sequence[NodeRef], monitor_names: Sequence[str], load_balancer: bool
+    domain: str,
+    nodes: Sequence[NodeRef],
+    monitor_names: Sequence[str],
+    load_balancer: bool,
+    publish_monitors: bool = True,
 ) -> EdgeLayout:
-    """Hostnames -> load balancers/pools or records -> origins for one stack."""
+    """Hostnames -> load balancers/pools or records -> origins for one stack.
+
+    `publish_monitors=False` (a stack that does not own its zone): monitor hosts need the zone's
+    config rule, which only the owning stack declares, so they get no record.
+    """
     if not nodes:
         raise ValueError("the edge needs at least one app node; check iot:cluster.locations")
     names = [n.name for n in nodes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"app node names must be unique, got duplicates {duplicates}")
-    clash = sorted(set(monitor_names) & set(EXPLICIT_HOSTS))
+    clash = sorted(set(monitor_names) & set(EXPLICIT_HOSTS + INTERNAL_HOSTS))
     if clash:
         raise ValueError(f"monitor names {clash} clash with fixed hostnames; rename the monitors")
     hosts: list[HostTarget] = []
@@ -87,5 +104,6 @@ def edge_layout(
         pools = ()
         all_nodes = tuple(sorted(names))
         hosts.extend(HostTarget(hostname, "nodes", all_nodes) for hostname in routed_hostnames(domain))
-    hosts.extend(HostTarget(f"{name}.{domain}", "monitor", (name,)) for name in monitor_names)
+    if publish_monitors:
+        hosts.extend(HostTarget(f"{name}.{domain}", "monitor", (name,)) for name in monitor_names)
     return EdgeLayout(domain=domain, load_balancer=load_balancer, pools=pools, hosts=tuple(hosts))

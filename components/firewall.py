@@ -67,6 +67,22 @@ def monitor_rules(admin_cidrs: Sequence[str], cloudflare_cidrs: Sequence[str]) -
     ])
 
 
+# The deploy access window (deploy/window.py): what a CI runner outside iot:adminCidrs needs for one job.
+WINDOW_PORTS: dict[str, tuple[str, ...]] = {"cluster": ("22", "4646"), "monitor": ("22",)}
+
+
+def window_rules(address: str, role: str) -> list[Rule]:
+    """SSH (and on cluster nodes the Nomad API) from exactly one address; anything wider is refused."""
+    network = ipaddress.ip_network(address, strict=True)
+    if network.num_addresses != 1:
+        raise ValueError(f"a deploy window admits exactly one address, not {address}")
+    what = {"22": "SSH", "4646": "Nomad API"}
+    return _checked([
+        Rule("tcp", port, (str(network),), f"deploy window: {what[port]} from the CI runner")
+        for port in WINDOW_PORTS[role]
+    ])
+
+
 def hcloud_rules(rules: Sequence[Rule]) -> list[hcloud.FirewallRuleArgs]:
     return [
         hcloud.FirewallRuleArgs(direction="in", protocol=r.protocol, port=r.port, source_ips=list(r.sources),

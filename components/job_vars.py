@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cloud_init.cluster import CONSUL_HTTPS_PORT
 from components.config import StackConfig
+from components.origin_pull import origin_pull_ca_pem
 
 JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
 
@@ -71,6 +72,7 @@ def job_vars(
             "consul_address": f"127.0.0.1:{CONSUL_HTTPS_PORT}",
             "cloudflare_ipv4": _json_list(sorted(cloudflare_ipv4)),
             "cloudflare_ipv6": _json_list(sorted(cloudflare_ipv6)),
+            "origin_pull_ca": origin_pull_ca_pem(),
         }
     }
     monitor_names = ",".join(config.monitor_names)

@@ -33,6 +33,9 @@ from components.registry import docker_config
 from components.secrets import ClusterSecrets
 
 LINODE_IGNORE_CHANGES = ["metadatas", "image", "authorized_keys"]
+# /metrics on its own listener inside the container; the unit publishes only CONTAINER_PORT, so the
+# node's public port serves /health alone (reach /metrics over SSH: `docker exec` or the container IP).
+METRICS_PORT = 9100
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ def monitor_env(config: StackConfig, monitor: MonitorConfig) -> pulumi.Output[st
         "DOMAIN": config.domain,
         "APP_HOST": "0.0.0.0",
         "APP_PORT": str(CONTAINER_PORT),
+        "METRICS_PORT": str(METRICS_PORT),
         "LOG_LEVEL": "info",
     }
     return pulumi.Output.secret(config.redis_url.apply(
@@ -127,6 +131,8 @@ class MonitorFleet(pulumi.ComponentResource):
             location=monitor.location,
             public_nets=[hcloud.ServerPublicNetArgs(ipv4_enabled=True, ipv6_enabled=True)],
             firewall_ids=[self.hcloud_firewall.id.apply(int)],
+            # The deploy window (deploy/window.py) adds a label-selector firewall for one job: not drift.
+            ignore_remote_firewall_ids=True,
             ssh_keys=[self._ssh_key.id],
             user_data=render_monitor_user_data(hostname),
             labels={**labels, "monitor": monitor.name, "location": monitor.location},

@@ -114,7 +114,10 @@ class NomadWorkloads(pulumi.ComponentResource):
         self.jobs = {}
         for job in JOB_NAMES:
             depends: list[pulumi.Resource] = [self.variables[job]] if job in self.variables else []
-            if job != "traefik":
+            if job == "traefik":
+                # Traefik demands Cloudflare's client certificate: origin pulls must be on first.
+                depends += list(getattr(edge, "origin_pulls", []))
+            else:
                 depends.append(self.jobs["traefik"])  # routes exist before the apps register
             self.jobs[job] = nomad.Job(
                 f"{name}-{job}",

@@ -1,4 +1,5 @@
-"""`python -m deploy <preview|up|refresh|destroy|outputs> --stack <name>`; see deploy/automation.py."""
+"""`python -m deploy <preview|up|refresh|destroy|outputs> --stack <name>` (deploy/automation.py), or
+`python -m deploy window <open|close> --stack <name>` (deploy/window.py)."""
 
 from deploy.cli import main
 

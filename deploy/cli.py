@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m deploy",
         description="Preview or deploy a stack through the Pulumi Automation API, with guardrails. "
         "Exit codes: 0 no changes, 2 changes (previewed or applied), 3 refused by a guardrail "
-        "or a mandatory policy, 1 failed.",
+        "or a mandatory policy, 1 failed. `python -m deploy window open|close --stack S` admits the CI runner "
+        "to SSH and the Nomad API for one job (see --help there).",
     )
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--stack", required=True, help="stack name, e.g. dev, prod or org/prod")
@@ -109,4 +110,9 @@ def parse_options(argv: list[str] | None = None) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["window"]:  # `python -m deploy window open|close`: see deploy/window.py
+        from deploy import window
+
+        return window.main(argv[1:])
     return run(parse_options(argv))

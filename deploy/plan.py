@@ -12,7 +12,12 @@ become visible placeholders), then writes for reviewers:
     edge.md                  hostnames -> load balancers/pools/records -> origins
 
 and validates them (`cloud-init schema --config-file`, 32 KiB limit, HCL2 parse, vars against the
-declared variables, rendered YAML templates parse). Exit status 1 when any check fails, 2 when the program itself fails.
+declared variables, rendered YAML templates parse). Exit status 1 when any check fails, 2 when the
+program itself fails, 3 when the output directory is refused.
+
+The output directory must be new, empty, or one this command wrote before (it holds MARKER, the
+list of files written): a re-run deletes exactly those files, never anything else, so `--out .`
+cannot wipe a checkout.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
+import contextlib
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -106,7 +113,15 @@ REFERENCE_INPUTS = (
     "linodes",
     "networks",
 )
-MAX_CELL = 160
+WRAP_AT = 100  # resources.md cells wrap (<br>) at item boundaries past this width; nothing is cut
+SOURCES_PER_LINE = 5
+SHORT_VAR = 60  # longer HCL2 vars are named with their size and file, not inlined
+MARKER = ".iot-plan.json"  # what this command wrote into an output directory (the only files it deletes)
+EXIT_PROBLEMS, EXIT_PROGRAM_FAILED, EXIT_REFUSED = 1, 2, 3
+
+
+class OutputRefused(Exception):
+    """The output directory holds files this command did not write."""
 
 
 # ---------------------------------------------------------------- running
@@ -150,11 +165,12 @@ def job_name_of(jobspec: str) -> str:
 
 
 def write_artifacts(run: ProgramRun, out: Path) -> dict[str, list[Path]]:
-    """Write user data, job specs + vars, resources.md and edge.md into `out` (emptied first)."""
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "user-data").mkdir(parents=True)
-    (out / "jobs").mkdir()
+    """Write user data, job specs + vars, resources.md and edge.md into `out`, then list them in MARKER.
+
+    `out` must have been prepared by `prepare_output` (or be new): nothing here deletes anything.
+    """
+    (out / "user-data").mkdir(parents=True, exist_ok=True)
+    (out / "jobs").mkdir(exist_ok=True)
     written: dict[str, list[Path]] = {"user-data": [], "jobs": [], "vars": [], "rendered": []}
     files_by_resource: dict[str, str] = {}
     for resource in run.resources:
@@ -181,7 +197,56 @@ def write_artifacts(run: ProgramRun, out: Path) -> dict[str, list[Path]]:
             written["rendered"] += _write_rendered(spec_path, out / "jobs" / f"{_safe_name(job)}.rendered")
     (out / "resources.md").write_text(render_resources(run, files_by_resource))
     (out / "edge.md").write_text(render_edge(run))
+    every = [path for paths in written.values() for path in paths] + [out / "resources.md", out / "edge.md"]
+    root = out.resolve()
+    write_marker(out, run.stack, [str(path.resolve().relative_to(root)) for path in every])
     return written
+
+
+# ---------------------------------------------------------------- the output directory
+
+
+def write_marker(out: Path, stack: str, files: Sequence[str]) -> None:
+    (out / MARKER).write_text(json.dumps({"writtenBy": "python -m deploy.plan", "stack": stack,
+                                          "files": sorted(set(files))}, indent=2) + "\n")
+
+
+def read_marker(out: Path) -> list[str]:
+    document = json.loads((out / MARKER).read_text())
+    files = document.get("files") if isinstance(document, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise OutputRefused(f"{out / MARKER} is not a plan marker (no file list); remove the directory yourself")
+    return files
+
+
+def prepare_output(out: Path) -> None:
+    """Make `out` ready for write_artifacts, or raise OutputRefused; deletes only files MARKER lists."""
+    if out.exists() and not out.is_dir():
+        raise OutputRefused(f"--out {out} is a file, not a directory; choose a new directory such as build/plan/<stack>")
+    if not out.exists():
+        out.mkdir(parents=True)
+        return
+    if not any(out.iterdir()):
+        return
+    if not (out / MARKER).is_file():
+        raise OutputRefused(
+            f"--out {out} is not empty and has no {MARKER}, so deploy.plan did not write it; nothing was "
+            "changed. Choose a new or empty directory (the default is build/plan/<stack>)"
+        )
+    root = out.resolve()
+    parents: set[Path] = set()
+    for name in read_marker(out):
+        path = out / name
+        # Only regular files inside `out`, reached without leaving it (no `..`, no absolute path, no symlink).
+        if os.path.isabs(name) or path.is_symlink() or not path.resolve().is_relative_to(root):
+            continue
+        if path.is_file():
+            path.unlink()
+            parents.update(p for p in path.parents if p.resolve().is_relative_to(root) and p.resolve() != root)
+    for directory in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # only when empty: files someone else put there stay, and their folder
+            directory.rmdir()
+    (out / MARKER).unlink()
 
 
 def _write_rendered(spec_path: Path, directory: Path) -> list[Path]:
@@ -248,48 +313,61 @@ def _resolve_ids(value: Any, ids: dict[str, str]) -> Any:
 
 
 def _summarise(resource: PlannedResource, ids: dict[str, str], files: dict[str, str]) -> str:
+    """One table cell: `key=value` per line (<br>); long values wrap at item boundaries, never cut."""
     inputs = resource.inputs
     keys = KEY_INPUTS.get(resource.type)
     if keys is None:
         keys = tuple(k for k, v in inputs.items() if isinstance(v, str | int | float | bool))[:4]
-    parts = []
+    lines: list[str] = []
     for key in keys:
-        if key not in inputs:
+        if key not in inputs or key == "jobspec":
             continue
         value = inputs[key]
         if key == "rules" and resource.type == "hcloud:index/firewall:Firewall":
-            text = "; ".join(
-                f"{r.get('protocol')}/{r.get('port')} from {_sources(r.get('sourceIps', []))}" for r in value
-            )
-        elif key == "origins":
-            text = ", ".join(f"{o.get('name')}={o.get('address')}" for o in value)
-        elif key == "jobspec":
+            pieces = [f"{r.get('protocol')}/{r.get('port')} from {_sources(r.get('sourceIps', []))}" for r in value]
+            lines += [f"{key}=", *(f"&nbsp;&nbsp;{piece}" for piece in pieces)]
             continue
+        if key == "origins":
+            text = ", ".join(f"{o.get('name')}={o.get('address')}" for o in value)
         elif key == "hcl2" and isinstance(value, dict):
-            short = {k: v for k, v in (value.get("vars") or {}).items() if len(str(v)) <= 60}
-            text = ", ".join(f"{k}={v}" for k, v in sorted(short.items()))
+            text = ", ".join(
+                f"{k}={v}" if len(str(v)) <= SHORT_VAR else f"{k}=<{len(str(v))} chars, see the .vars.json>"
+                for k, v in sorted((value.get("vars") or {}).items())
+            )
         elif key == "items" and isinstance(value, dict):
             text = ", ".join(f"{k}={v}" for k, v in sorted(value.items()))
         elif key == "create" and isinstance(value, str):
-            text = value.strip().splitlines()[0] if value.strip() else ""
+            text = (value.strip().splitlines()[0] + " (first line)") if value.strip() else ""
         else:
             text = _display(value, ids, key)
-        if len(text) > MAX_CELL:
-            text = text[: MAX_CELL - 3] + "..."
-        parts.append(f"{key}={text}")
+        lines += _wrap(f"{key}={text}")
     if resource.urn in files:
-        parts.append(f"-> {files[resource.urn]}")
+        lines.append(f"-> {files[resource.urn]}")
     if resource.options.get("protect"):
-        parts.append("**protected**")
+        lines.append("**protected**")
     if resource.options.get("ignoreChanges"):
-        parts.append(f"ignoreChanges={','.join(resource.options['ignoreChanges'])}")
-    return "; ".join(parts).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"ignoreChanges={','.join(resource.options['ignoreChanges'])}")
+    return "<br>".join(line.replace("|", "\\|").replace("\n", " ") for line in lines)
+
+
+def _wrap(text: str, width: int = WRAP_AT) -> list[str]:
+    """Split a long line after ', ' or '; ' so every piece stays readable; the text itself is kept whole."""
+    if len(text) <= width:
+        return [text]
+    pieces, current = [], ""
+    for token in re.split(r"(?<=[,;] )", text):
+        if current and len(current) + len(token) > width:
+            pieces.append(current.rstrip())
+            current = ""
+        current += token
+    pieces.append(current.rstrip())
+    return [pieces[0], *(f"&nbsp;&nbsp;{piece}" for piece in pieces[1:])]
 
 
 def _sources(sources: Sequence[str]) -> str:
-    if len(sources) <= 3:
-        return ", ".join(sources)
-    return f"{len(sources)} ranges ({sources[0]}, ...)"
+    """Every source of a firewall rule (security-relevant: never abbreviated), a few per line."""
+    chunks = [", ".join(sources[i:i + SOURCES_PER_LINE]) for i in range(0, len(sources), SOURCES_PER_LINE)]
+    return ",<br>&nbsp;&nbsp;&nbsp;&nbsp;".join(chunks)
 
 
 def render_resources(run: ProgramRun, files: dict[str, str] | None = None) -> str:
@@ -336,7 +414,7 @@ def render_resources(run: ProgramRun, files: dict[str, str] | None = None) -> st
         lines.append("")
     if run.outputs:
         lines += ["## Stack outputs", ""]
-        lines += [f"- `{k}`: {' '.join(_display(v, {}).split())[:MAX_CELL]}" for k, v in run.outputs.items()]
+        lines += [f"- `{k}`: {' '.join(_display(v, {}).split())}" for k, v in run.outputs.items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -539,10 +617,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or Path("build/plan") / args.stack
     try:
+        prepare_output(out)
+    except (OutputRefused, OSError, ValueError) as exc:
+        print(f"plan {args.stack}: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
         run = _cached_run(args.stack)
     except Exception as exc:  # the program's own error (e.g. a ConfigError) is the message
         print(f"plan {args.stack}: the program failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_PROGRAM_FAILED
     written = write_artifacts(run, out)
     problems = validate(out)
     print(
@@ -553,7 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  FAIL {problem}", file=sys.stderr)
     if problems:
         print(f"plan {args.stack}: {len(problems)} problem(s)", file=sys.stderr)
-        return 1
+        return EXIT_PROBLEMS
     print(f"plan {args.stack}: all artifacts valid (cloud-init schema, size, HCL2, job vars)")
     return 0
 

@@ -3,6 +3,10 @@
 # rendered by a template (Traefik refuses to mix file, flags and env). Routers come from Consul
 # Catalog tags of the app jobs; the Cloudflare Origin CA certificate comes from the Nomad Variable
 # nomad/jobs/traefik that Pulumi writes (origin_cert, origin_key, consul_token, consul_ca).
+# Only Cloudflare's origin pulls for our hostnames get through websecure: the client certificate
+# Cloudflare presents (Authenticated Origin Pulls) is required and verified against Cloudflare's
+# origin-pull CA, and sniStrict refuses names we hold no certificate for. The `internal` entrypoint
+# (no firewall rule opens it) serves hosts that must never be public, such as the worker's /status.
 
 variable "datacenters" {
   type        = string
@@ -22,6 +26,11 @@ variable "cloudflare_ipv4" {
 variable "cloudflare_ipv6" {
   type        = string
   description = "JSON list of Cloudflare IPv6 ranges."
+}
+
+variable "origin_pull_ca" {
+  type        = string
+  description = "PEM of Cloudflare's Authenticated Origin Pulls CA (public; components/certs/, fingerprint pinned)."
 }
 
 variable "consul_address" {
@@ -73,7 +82,8 @@ locals {
         forwardedHeaders = { trustedIPs = local.trusted_ips }
         http             = { tls = {} }
       }
-      ping = { address = ":8082" }
+      ping     = { address = ":8082" }
+      internal = { address = ":8081" }
     }
     providers = {
       consulCatalog = {
@@ -91,11 +101,21 @@ locals {
     }
   }
 
+  # Dynamic TLS configuration. The `default` option applies to every websecure router. No default
+  # certificate: a name we hold no certificate for gets no handshake (sniStrict).
   tls_config = {
     tls = {
       certificates = [{ certFile = "/secrets/origin.crt", keyFile = "/secrets/origin.key" }]
-      stores       = { default = { defaultCertificate = { certFile = "/secrets/origin.crt", keyFile = "/secrets/origin.key" } } }
-      options      = { default = { minVersion = "VersionTLS12", sniStrict = false } }
+      options = {
+        default = {
+          minVersion = "VersionTLS12"
+          sniStrict  = true
+          clientAuth = {
+            caFiles        = ["/local/cloudflare-origin-pull-ca.pem"]
+            clientAuthType = "RequireAndVerifyClientCert"
+          }
+        }
+      }
     }
   }
 }
@@ -124,6 +144,9 @@ job "traefik" {
       port "ping" {
         static = 8082
       }
+      port "internal" {
+        static = 8081
+      }
     }
 
     service {
@@ -144,7 +167,7 @@ job "traefik" {
       driver = "docker"
 
       config {
-        # Host networking: Traefik binds :80, :443 and :8082 itself (the group reserves them).
+        # Host networking: Traefik binds :80, :443, :8081 and :8082 itself (the group reserves them).
         image        = "traefik:${var.traefik_version}"
         network_mode = "host"
         args         = ["--configFile=/secrets/traefik.yml"]
@@ -163,6 +186,13 @@ job "traefik" {
         destination = "secrets/dynamic/tls.yml"
         perms       = "0600"
         change_mode = "noop"
+      }
+
+      # Public certificate, passed as a plain var: not a secret, and known at preview time.
+      template {
+        data        = var.origin_pull_ca
+        destination = "local/cloudflare-origin-pull-ca.pem"
+        change_mode = "restart"
       }
 
       template {

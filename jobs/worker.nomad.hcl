@@ -1,4 +1,5 @@
-# Worker (DESIGN §2): schedules checks, evaluates results; its status API is worker.<domain>.
+# Worker (DESIGN §2): schedules checks, evaluates results; its status API is worker.<domain> on
+# Traefik's internal entrypoint only (cluster and admin addresses, never the public edge).
 # One instance leads through a Redis lock, the others stand by. Secrets come only from the
 # Nomad Variable nomad/jobs/worker (DATABASE_URL, REDIS_URL) through a template.
 
@@ -94,8 +95,9 @@ job "worker" {
       tags = [
         "traefik.enable=true",
         "traefik.http.routers.worker.rule=Host(`worker.${var.domain}`)",
-        "traefik.http.routers.worker.entrypoints=websecure",
-        "traefik.http.routers.worker.tls=true",
+        # Never public: Traefik's internal entrypoint (:8081) is reachable from the private network
+        # and through an SSH tunnel, never through Cloudflare (DESIGN §2).
+        "traefik.http.routers.worker.entrypoints=internal",
         # Bodies are buffered and capped at the edge, before they reach a container.
         "traefik.http.middlewares.worker-body-limit.buffering.maxRequestBodyBytes=${var.max_request_body_bytes}",
         "traefik.http.routers.worker.middlewares=worker-body-limit",

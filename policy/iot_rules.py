@@ -22,6 +22,7 @@ LINODE_INSTANCE = "linode:index/instance:Instance"
 LINODE_FIREWALL = "linode:index/firewall:Firewall"
 CF_LOAD_BALANCER = "cloudflare:index/loadBalancer:LoadBalancer"
 CF_DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
+CF_ZONE_SETTING = "cloudflare:index/zoneSetting:ZoneSetting"
 NOMAD_JOB = "nomad:index/job:Job"
 
 # Hetzner locations in the eu-central network zone: the only place the app cluster (and its data) may live.
@@ -35,6 +36,8 @@ MANAGEMENT_PORTS: Mapping[str, tuple[int, int]] = {
     "Nomad": (4646, 4648),
     "Consul RPC/Serf": (8300, 8302),
     "Consul HTTP/gRPC": (8500, 8503),
+    # Traefik's internal entrypoint (jobs/traefik.nomad.hcl): the worker's /status, private network only.
+    "Traefik internal entrypoint": (8081, 8081),
 }
 WEB_PORTS = (80, 443, 8082)  # 8082: Traefik ping, probed by the Cloudflare LB monitor
 
@@ -169,6 +172,25 @@ def secret_in_user_data(resource_type: str, props: Props) -> list[str]:
     ]
 
 
+# Zone settings the origins depend on: Traefik holds an Origin CA certificate (Full strict) and demands
+# Cloudflare's origin-pull client certificate (tls_client_auth), so weakening either breaks or bypasses it.
+REQUIRED_ZONE_SETTINGS: Mapping[str, str] = {"ssl": "strict", "tls_client_auth": "on"}
+
+
+def zone_tls_weakened(resource_type: str, props: Props) -> list[str]:
+    if resource_type != CF_ZONE_SETTING:
+        return []
+    setting, value = props.get("settingId"), props.get("value")
+    required = REQUIRED_ZONE_SETTINGS.get(str(setting))
+    if required is None or value == required:
+        return []
+    return [
+        f"zone setting {setting} is {value!r}, expected {required!r}: the origins hold an Origin CA certificate "
+        "and accept only Cloudflare's origin pulls (Full strict + Authenticated Origin Pulls); per-host "
+        "exceptions belong in a config rule, not in the zone-wide setting"
+    ]
+
+
 def nomad_job_without_purge(resource_type: str, props: Props) -> list[str]:
     if resource_type != NOMAD_JOB or props.get("purgeOnDestroy") is True:
         return []
@@ -200,6 +222,10 @@ RULES: Mapping[str, tuple[str, Callable[..., list[str]]]] = {
     "no-secrets-in-user-data": (
         "Server user_data holds no private key, token or URL with a password.",
         secret_in_user_data,
+    ),
+    "zone-tls-strict-with-origin-pulls": (
+        "Zone SSL mode stays Full (strict) and Authenticated Origin Pulls stay on.",
+        zone_tls_weakened,
     ),
     "nomad-jobs-purge-on-destroy": ("Nomad jobs are purged on destroy.", nomad_job_without_purge),
 }

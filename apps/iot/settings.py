@@ -233,6 +233,13 @@ class MonitorSettings(CommonSettings):
         10_000, ge=1, description="Results waiting to be written; while full (Redis slow), no new check starts."
     )
 
+    # --- what the monitor exposes (issue 10): only /health may be public; /metrics gets its own listener ---
+    metrics_port: int = Field(
+        0, ge=0, le=65535,
+        description="Serve /metrics on this port only, on its own listener (monitor nodes never publish it); "
+        "0: /metrics beside /health on APP_PORT (playground).",
+    )
+
 
 class SimulatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIM_", case_sensitive=False, extra="ignore")

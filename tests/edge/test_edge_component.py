@@ -17,8 +17,16 @@ from components.edge_layout import EXPLICIT_HOSTS
 from deploy.mocks import ProgramRun, committed_stack_config, fake_ipv4, run_program
 from deploy.plan import run_plan
 
-DOMAIN = "my-iot-app.com"
-FIXED = [DOMAIN, f"*.{DOMAIN}", *(f"{h}.{DOMAIN}" for h in EXPLICIT_HOSTS)]
+DOMAIN = "my-iot-app.com"  # prod; dev has its own domain and zone
+DOMAINS = {"dev": "my-iot-app-dev.com", "prod": DOMAIN}
+ZONES = {"dev": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "prod": "fedcba9876543210fedcba9876543210"}
+
+
+def fixed(domain: str) -> list[str]:
+    return [domain, f"*.{domain}", *(f"{h}.{domain}" for h in EXPLICIT_HOSTS)]
+
+
+FIXED = fixed(DOMAIN)
 POOL = "cloudflare:index/loadBalancerPool:LoadBalancerPool"
 LB = "cloudflare:index/loadBalancer:LoadBalancer"
 RECORD = "cloudflare:index/dnsRecord:DnsRecord"
@@ -94,7 +102,7 @@ def test_more_nodes_mean_more_origins_in_their_location_pools_sorted():
 def test_dev_with_two_more_locations_gets_two_more_plain_records_per_hostname():
     one, _ = run_edge("dev")
     three, _ = run_edge("dev", ["fsn1", "nbg1", "hel1"])
-    for host in FIXED:
+    for host in fixed(DOMAINS["dev"]):
         assert len(records_by_name(three)[host]) == len(records_by_name(one)[host]) + 2
 
 
@@ -139,18 +147,20 @@ def test_each_monitor_has_its_own_record_to_its_node():
         run, _ = run_edge(stack)
         records = records_by_name(run)
         config_monitors = committed_stack_config(stack).monitor_names
+        domain = DOMAINS[stack]
         for name in config_monitors:
-            (record,) = records[f"{name}.{DOMAIN}"]
+            (record,) = records[f"{name}.{domain}"]
             assert (record["type"], record["content"], record["proxied"]) == (
                 "A",
                 fake_ipv4(name, "198.51.100"),
                 True,
             )
-        (ruleset,) = run.of_type("cloudflare:index/ruleset:Ruleset")
+        (ruleset,) = [r for r in run.of_type("cloudflare:index/ruleset:Ruleset")
+                      if r.inputs["phase"] == "http_config_settings"]
         (rule,) = ruleset.inputs["rules"]
         assert rule["actionParameters"] == {"ssl": "flexible"}
-        assert all(f'"{name}.{DOMAIN}"' in rule["expression"] for name in config_monitors)
-        assert f'"{DOMAIN}"' not in rule["expression"], "only monitor hosts may downgrade to HTTP"
+        assert all(f'"{name}.{domain}"' in rule["expression"] for name in config_monitors)
+        assert f'"{domain}"' not in rule["expression"], "only monitor hosts may downgrade to HTTP"
 
 
 def test_dev_without_load_balancer_gets_plain_records_for_the_same_hostnames():
@@ -158,14 +168,16 @@ def test_dev_without_load_balancer_gets_plain_records_for_the_same_hostnames():
     assert not run.of_type(LB) and not run.of_type(POOL) and not run.of_type(MONITOR)
     records = records_by_name(run)
     ((node, _),) = node_names("dev", ["fsn1"])
-    for host in FIXED:
+    dev_domain = DOMAINS["dev"]
+    for host in fixed(dev_domain):
         (record,) = records[host]
         assert (record["type"], record["content"], record["proxied"]) == ("A", fake_ipv4(node), True)
     prod, _ = run_edge("prod")
     prod_hosts = set(records_by_name(prod)) | {lb.inputs["name"] for lb in prod.of_type(LB)}
     prod_monitors = {f"{m}.{DOMAIN}" for m in committed_stack_config("prod").monitor_names}
-    dev_monitors = {f"{m}.{DOMAIN}" for m in committed_stack_config("dev").monitor_names}
-    assert prod_hosts - prod_monitors == set(records) - dev_monitors == set(FIXED)
+    dev_monitors = {f"{m}.{dev_domain}" for m in committed_stack_config("dev").monitor_names}
+    assert prod_hosts - prod_monitors == set(FIXED)
+    assert set(records) - dev_monitors == set(fixed(dev_domain)), "same hostnames, in dev's own domain"
 
 
 def test_every_dns_record_has_a_ttl():
@@ -174,7 +186,7 @@ def test_every_dns_record_has_a_ttl():
         assert run.of_type(RECORD)
         for record in run.of_type(RECORD):
             assert record.inputs["ttl"] == 1, record.name
-            assert record.inputs["zoneId"] == "fedcba9876543210fedcba9876543210"
+            assert record.inputs["zoneId"] == ZONES[stack]
 
 
 def test_origin_certificate_covers_apex_and_one_level_and_ssl_is_strict():
@@ -185,8 +197,8 @@ def test_origin_certificate_covers_apex_and_one_level_and_ssl_is_strict():
     (csr,) = run.of_type("tls:index/certRequest:CertRequest")
     assert csr.inputs["dnsNames"] == [DOMAIN, f"*.{DOMAIN}"]
     assert csr.inputs["privateKeyPem"] == "[secret]"
-    (ssl,) = run.of_type("cloudflare:index/zoneSetting:ZoneSetting")
-    assert (ssl.inputs["settingId"], ssl.inputs["value"]) == ("ssl", "strict")
+    settings = {z.inputs["settingId"]: z.inputs["value"] for z in run.of_type("cloudflare:index/zoneSetting:ZoneSetting")}
+    assert settings["ssl"] == "strict"
     edge = built["edge"]
     assert _sync_await(edge.origin_private_key.is_secret())
     assert "BEGIN CERTIFICATE" in _sync_await(edge.origin_certificate.future())

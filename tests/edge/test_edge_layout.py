@@ -55,3 +55,21 @@ def test_same_hostnames_with_and_without_load_balancer():
 def test_impossible_layouts_are_refused(nodes, monitors, message):
     with pytest.raises(ValueError, match=message):
         edge_layout(DOMAIN, nodes, monitors, load_balancer=True)
+
+
+def test_the_worker_is_routed_internally_only_and_no_monitor_may_take_its_name():
+    from components.edge_layout import INTERNAL_HOSTS, public_hostnames
+
+    assert "worker" in INTERNAL_HOSTS and "worker" not in EXPLICIT_HOSTS
+    assert f"worker.{DOMAIN}" not in public_hostnames(DOMAIN, ["tokyo"])
+    with pytest.raises(ValueError, match="clash with fixed hostnames"):
+        edge_layout(DOMAIN, NODES, ["worker"], load_balancer=False)
+
+
+def test_a_stack_that_does_not_own_its_zone_publishes_no_monitor_host():
+    from components.edge_layout import public_hostnames
+
+    layout = edge_layout(DOMAIN, NODES, ["tokyo"], load_balancer=True, publish_monitors=False)
+    assert not [h for h in layout.hosts if h.kind == "monitor"]
+    assert f"tokyo.{DOMAIN}" not in public_hostnames(DOMAIN, ["tokyo"], publish_monitors=False)
+    assert {h.hostname for h in layout.hosts} == set(public_hostnames(DOMAIN, ["tokyo"], publish_monitors=False))

@@ -191,7 +191,7 @@ def test_secrets_are_outputs_marked_secret():
         (lambda r: r["images"].update(app="Not An Image"),
          ["iot:images.app", "'Not An Image'", "not an image reference"]),
         (lambda r: r["services"].update(tracker={"count": -1}),
-         ["iot:services.tracker.count", "must be >= 0", "-1"]),
+         ["iot:services.tracker.count", "-1", "between 1 and 20"]),
         (lambda r: r["services"].update(cron={"count": 1}),
          ["iot:services", "unknown service(s) cron", "tracker"]),
         (lambda r: r["services"]["worker"].update(replicas=2),
@@ -262,7 +262,13 @@ def test_reserved_names_agree_with_the_apps():
     assert RESERVED_NAMES == APP_RESERVED
 
 
+def as_stack(monkeypatch, stack: str) -> None:
+    """The engine names the running stack; these tests load a stack file without an engine."""
+    monkeypatch.setattr(pulumi, "get_stack", lambda: stack)
+
+
 def test_load_stack_config_reads_pulumi_config(monkeypatch):
+    as_stack(monkeypatch, "prod")
     config, secret_keys = stack_config(ROOT / "Pulumi.prod.yaml")
     pulumi.runtime.set_all_config(config, secret_keys)
     cfg = load_stack_config()
@@ -278,10 +284,11 @@ def test_load_stack_config_refuses_plaintext_secret():
 
 
 def test_secret_keys_from_the_cli_environment_count(monkeypatch):
+    as_stack(monkeypatch, "dev")
     config, secret_keys = stack_config(ROOT / "Pulumi.dev.yaml")
     pulumi.runtime.set_all_config(config, [])
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(secret_keys))
-    assert load_stack_config().domain == "my-iot-app.com"
+    assert load_stack_config().domain == "my-iot-app-dev.com"
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([k for k in secret_keys if k != "iot:databaseUrl"]))
     with pytest.raises(ConfigError, match="iot:databaseUrl is stored in plain text"):
         load_stack_config()
@@ -390,3 +397,128 @@ def test_traefik_may_be_pinned_by_digest_too():
 def test_the_committed_prod_stack_pins_no_mutable_tag():
     document = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
     assert document.get("iot:imageTag") in (None,), "prod gets digests at deploy time, never a tag"
+
+
+# ---------------------------------------------------------------- issue 10: keys, bounds, zone ownership
+
+
+def test_a_misspelled_top_level_key_in_the_stack_is_an_error_naming_the_nearest_key(monkeypatch):
+    """`iot:edgee` in a stack file used to be skipped by load_stack_config (it only read known keys)."""
+    as_stack(monkeypatch, "dev")
+    config, secret_keys = stack_config(ROOT / "Pulumi.dev.yaml")
+    config["iot:edgee"] = json.dumps({"loadBalancer": True})
+    pulumi.runtime.set_all_config(config, secret_keys)
+    with pytest.raises(ConfigError) as info:
+        load_stack_config()
+    message = str(info.value)
+    assert "iot:edgee" in message and "did you mean iot:edge?" in message
+
+
+def test_a_misspelled_key_from_the_cli_environment_is_caught_too(monkeypatch):
+    as_stack(monkeypatch, "dev")
+    config, secret_keys = stack_config(ROOT / "Pulumi.dev.yaml")
+    pulumi.runtime.set_all_config(config, secret_keys)
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"iot:imagetag": "abc"}))
+    with pytest.raises(ConfigError, match=r"iot:imagetag.*did you mean iot:imageTag\?"):
+        load_stack_config()
+
+
+def test_keys_of_other_namespaces_are_not_ours_to_judge(monkeypatch):
+    as_stack(monkeypatch, "dev")
+    config, secret_keys = stack_config(ROOT / "Pulumi.dev.yaml")
+    config["hcloud:pollInterval"] = "1s"
+    pulumi.runtime.set_all_config(config, secret_keys)
+    assert load_stack_config().stack
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("count", 0, ["iot:services.tracker.count", "0", "between 1 and"]),
+        ("count", 500, ["iot:services.tracker.count", "500", "between 1 and"]),
+        ("memory", 25600000, ["iot:services.tracker.memory", "25600000", "MB", "between"]),
+        ("memory", 8, ["iot:services.tracker.memory", "8", "between"]),
+        ("cpu", 1_000_000, ["iot:services.tracker.cpu", "1000000", "MHz", "between"]),
+        ("cpu", "many", ["iot:services.tracker.cpu", "'many'", "integer"]),
+    ],
+)
+def test_service_sizes_have_sane_bounds(field, value, expected):
+    message = error_for(lambda r: r["services"]["tracker"].update({field: value}))
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} missing from: {message}"
+
+
+def test_committed_service_sizes_are_within_bounds():
+    for stack in ("dev", "prod"):
+        cfg = parse(committed(stack))
+        assert all(s.count >= 1 for s in cfg.services.values())
+
+
+def test_zone_ownership_defaults_to_owning_and_must_be_a_bool():
+    raw = committed("dev")
+    raw["cloudflare"] = {k: v for k, v in raw["cloudflare"].items() if k != "ownsZone"}
+    assert parse(raw).cloudflare.owns_zone is True
+    message = error_for(lambda r: r["cloudflare"].update(ownsZone="yes"))
+    assert "iot:cloudflare.ownsZone" in message and "true or false" in message
+
+
+def test_dev_and_prod_each_own_their_own_zone_and_domain():
+    dev, prod = parse(committed("dev")), parse(committed("prod"))
+    assert dev.cloudflare.zone_id != prod.cloudflare.zone_id
+    assert dev.domain != prod.domain and not dev.domain.endswith("." + prod.domain)
+    assert dev.cloudflare.owns_zone and prod.cloudflare.owns_zone
+    assert prod.domain == "my-iot-app.com"
+
+
+def _other(stack: str) -> dict[str, dict]:
+    return {stack: committed(stack)}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        # dev pointed at prod's zone and domain: every name and every zone singleton collides.
+        (lambda r, p: r.update(domain=p["domain"], cloudflare=dict(p["cloudflare"])),
+         ["iot:cloudflare.ownsZone", "stack prod", "also owns zone", "ownsZone: false"]),
+        # same zone, dev gives up the singletons but still publishes prod's names.
+        (lambda r, p: r.update(domain=p["domain"], cloudflare={**p["cloudflare"], "ownsZone": False}),
+         ["iot:domain", "my-iot-app.com", "stack prod", "same zone", "tracker.my-iot-app.com"]),
+        # same domain, different zone id: one of the two ids must be wrong.
+        (lambda r, p: r.update(domain=p["domain"]),
+         ["iot:domain", "my-iot-app.com", "stack prod", "zone", "wrong"]),
+        # shared zone, nobody owns it.
+        (lambda r, p: (r.update(domain="dev.example.net", cloudflare={**p["cloudflare"], "ownsZone": False}),
+                       p["cloudflare"].update(ownsZone=False)),
+         ["no stack owns zone", "ownsZone: true"]),
+    ],
+)
+def test_a_stack_that_would_collide_with_the_committed_other_stack_is_refused(mutate, expected):
+    raw, other = copy.deepcopy(committed("dev")), copy.deepcopy(committed("prod"))
+    mutate(raw, other)
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config(raw, "dev", SECRETS, other_stacks={"prod": other})
+    for fragment in expected:
+        assert fragment in str(info.value), f"{fragment!r} missing from: {info.value}"
+
+
+def test_a_subdomain_stack_sharing_the_zone_without_owning_it_is_accepted():
+    raw, other = copy.deepcopy(committed("dev")), copy.deepcopy(committed("prod"))
+    raw.update(domain="staging.my-iot-app.com", cloudflare={**other["cloudflare"], "ownsZone": False})
+    cfg = parse_stack_config(raw, "dev", SECRETS, other_stacks={"prod": other})
+    assert cfg.cloudflare.owns_zone is False
+
+
+def test_an_unreadable_other_stack_file_does_not_block_this_one():
+    cfg = parse_stack_config(committed("dev"), "dev", SECRETS, other_stacks={"broken": {"cloudflare": "nope"}})
+    assert cfg.stack == "dev"
+
+
+def test_load_stack_config_compares_with_the_committed_other_stack_files(monkeypatch):
+    as_stack(monkeypatch, "dev")
+    config, secret_keys = stack_config(ROOT / "Pulumi.dev.yaml")
+    prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    config["iot:domain"] = prod["iot:domain"]
+    config["iot:cloudflare"] = json.dumps(prod["iot:cloudflare"])
+    pulumi.runtime.set_all_config(config, secret_keys)
+    with pytest.raises(ConfigError, match="stack prod"):
+        load_stack_config()

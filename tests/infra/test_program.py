@@ -318,8 +318,9 @@ def test_exports_give_operators_what_they_need(run):
     first = next(iter(nodes.values()))
     assert run.outputs["nomadAddress"] == f"https://{first['publicIpv4']}:4646"
     assert all(n["privateIp"].startswith("10.0.1.") for n in nodes.values())
+    domain = {"dev": "my-iot-app-dev.com", "prod": "my-iot-app.com"}[run.stack]  # each stack its own zone
     for name, monitor in run.outputs["monitors"].items():
-        assert monitor["hostname"] == f"{name}.my-iot-app.com"
+        assert monitor["hostname"] == f"{name}.{domain}"
         assert monitor["publicIpv4"]
 
 

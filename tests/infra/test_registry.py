@@ -97,12 +97,13 @@ def test_registry_in_plain_text_is_refused():
         parse_stack_config(raw, "test", SECRETS)
 
 
-def test_load_refuses_a_registry_set_without_secret():
+def test_load_refuses_a_registry_set_without_secret(monkeypatch):
     import pulumi
 
     from components.config import load_stack_config
     from infra.harness import ROOT, stack_config
 
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "dev")  # the engine names the stack it runs
     config, secret_keys = stack_config(ROOT / "Pulumi.dev.yaml")
     pulumi.runtime.set_all_config({**config, "iot:registry": REGISTRY}, secret_keys)
     with pytest.raises(ConfigError, match=r"iot:registry is stored in plain text.*--secret iot:registry"):

@@ -16,6 +16,7 @@ import yaml
 from jobs_support import FAKE_SECRETS, stack_config, stack_vars
 
 from cloud_init.cluster import CONSUL_HTTPS_PORT
+from components.edge_layout import INTERNAL_HOSTS
 from components.job_spec import JobSpec, SpecError, load_job_spec
 from components.job_vars import APP_JOBS, JOB_NAMES, JOBS_DIR, SECRET_ITEMS, STATIC_JOBS
 from deploy.mocks import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6
@@ -134,6 +135,9 @@ def test_routers_are_https_only_and_opted_in(specs, all_vars):
         job_tags = tags(specs[job], all_vars[job])
         assert "traefik.enable=true" in job_tags, f"{job}: Consul Catalog runs with exposedByDefault=false"
         for name, settings in routers(specs[job], all_vars[job]).items():
+            if name in INTERNAL_HOSTS:  # issue 10: never public, Traefik's internal entrypoint only
+                assert settings["entrypoints"] == "internal" and "tls" not in settings, f"{job}/{name}"
+                continue
             assert settings["entrypoints"] == "websecure", f"{job}/{name}"
             assert settings["tls"] == "true", f"{job}/{name}"
 

@@ -88,12 +88,13 @@ def test_edge_md_shows_hostnames_pools_and_origins(planned):
     stack, out, _ = planned
     text = (out / "edge.md").read_text()
     config = committed_stack_config(stack)
+    domain = config.domain
     for host in (
-        "my-iot-app.com",
-        "*.my-iot-app.com",
-        "www.my-iot-app.com",
-        "tracker.my-iot-app.com",
-        *(f"{m}.my-iot-app.com" for m in config.monitor_names),
+        domain,
+        f"*.{domain}",
+        f"www.{domain}",
+        f"tracker.{domain}",
+        *(f"{m}.{domain}" for m in config.monitor_names),
     ):
         assert f"| {host} |" in text
     if config.edge.load_balancer:

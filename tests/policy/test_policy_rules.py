@@ -53,6 +53,12 @@ CASES = [
         server(userData="#cloud-config\nruncmd:\n- [systemctl, start, consul]\n"),
     ),
     (
+        r.zone_tls_weakened,
+        r.CF_ZONE_SETTING,
+        {"zoneId": "z", "settingId": "ssl", "value": "flexible"},
+        {"zoneId": "z", "settingId": "ssl", "value": "strict"},
+    ),
+    (
         r.nomad_job_without_purge,
         r.NOMAD_JOB,
         {"jobspec": "job \"docs\" {}", "detach": False},
@@ -96,6 +102,7 @@ def test_datacenter_instead_of_location_is_judged_by_its_location_prefix():
         ("8301", ["0.0.0.0/0", "::/0"], "Consul RPC/Serf"),
         ("8502", ["0.0.0.0/0"], "Consul HTTP/gRPC"),
         ("any", ["::/0"], "SSH"),
+        ("8081", ["0.0.0.0/0"], "Traefik internal entrypoint"),
         (None, ["0.0.0.0/0"], "SSH"),
     ],
 )
@@ -197,3 +204,15 @@ def test_evaluate_names_each_violated_rule():
     assert set(r.evaluate(r.HCLOUD_SERVER, bad_server)) == {
         "cluster-servers-in-eu", "cluster-servers-in-placement-group", "no-secrets-in-user-data"}
     assert r.evaluate(r.HCLOUD_SERVER, server()) == {}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "flagged"),
+    [("ssl", "full", True), ("ssl", "off", True), ("ssl", "strict", False), ("tls_client_auth", "off", True),
+     ("tls_client_auth", "on", False), ("min_tls_version", "1.0", False)],
+)
+def test_zone_tls_may_not_drop_below_strict_or_turn_origin_pulls_off(setting, value, flagged):
+    violations = r.zone_tls_weakened(r.CF_ZONE_SETTING, {"settingId": setting, "value": value})
+    assert bool(violations) is flagged
+    if flagged:
+        assert setting in violations[0]

@@ -92,6 +92,10 @@ def _secret_into_user_data(inputs):
     inputs["userData"] += "\nwrite_files:\n- path: /etc/iot.env\n  content: DATABASE_URL=postgresql://iot:pw-123456@db.example/iot\n"
 
 
+def _flexible_ssl(inputs):
+    inputs["value"] = "flexible"
+
+
 def _no_purge(inputs):
     inputs["purgeOnDestroy"] = False
 
@@ -111,6 +115,9 @@ INJECTIONS = {
     "no-secrets-in-user-data": (
         lambda x: x.type == r.HCLOUD_SERVER and isinstance(x.inputs.get("userData"), str),
         _secret_into_user_data,
+    ),
+    "zone-tls-strict-with-origin-pulls": (
+        lambda x: x.type == r.CF_ZONE_SETTING and x.inputs.get("settingId") == "ssl", _flexible_ssl,
     ),
     "nomad-jobs-purge-on-destroy": (lambda x: x.type == r.NOMAD_JOB, _no_purge),
 }

@@ -79,8 +79,8 @@ def inline_secret_problems(doc: dict) -> list[str]:
     return problems
 
 
-def test_there_are_the_four_workflows():
-    assert {p.name for p in WORKFLOWS} == {"test.yml", "preview.yml", "deploy.yml", "images.yml"}
+def test_there_are_the_five_workflows():
+    assert {p.name for p in WORKFLOWS} == {"test.yml", "preview.yml", "deploy.yml", "images.yml", "e2e-cloud.yml"}
 
 
 def test_workflows_validate_against_the_github_workflow_schema():
@@ -175,8 +175,9 @@ def run_scripts(doc: dict) -> list[tuple[str, dict, dict]]:
     return [(job_name, job, step) for job_name, job, step in steps(doc) if "run" in step]
 
 
-def deploy_invocations(script: str) -> list[list[str]]:
-    """Argument lists of every `python -m deploy` in a script, with shell variables blanked out."""
+def deploy_invocations(script: str, window: bool = False) -> list[list[str]]:
+    """Argument lists of every `python -m deploy` in a script, with shell variables blanked out
+    (`window=True`: the `python -m deploy window ...` calls instead, without the leading `window`)."""
     joined = script.replace("\\\n", " ")
     found = []
     for line in joined.splitlines():
@@ -185,7 +186,8 @@ def deploy_invocations(script: str) -> list[list[str]]:
         command = line.split("||")[0]
         words = shlex.split(command)
         args = words[words.index("deploy") + 1:]
-        found.append([w for w in args if w != "$ALLOW_REPLACE"])
+        if (args[:1] == ["window"]) is window:
+            found.append([w for w in (args[1:] if window else args) if w != "$ALLOW_REPLACE"])
     return found
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from iot.egress import EgressPolicy
 from iot.log import log_fields, setup_logging
-from iot.monitor.app import build_app
+from iot.monitor.app import build_app, build_metrics_app
 from iot.monitor.consumer import CheckConsumer
 from iot.monitor.heartbeat import Canary, Heartbeat, parse_canaries
 from iot.monitor.metrics import MonitorMetrics
@@ -56,18 +56,17 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    runner = web.AppRunner(build_app(metrics, heartbeat, instance), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, settings.app_host, settings.app_port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ListenError(
-            f"cannot listen on APP_HOST {settings.app_host} APP_PORT {settings.app_port}: {exc.strerror or exc}; "
-            "choose a free port"
-        ) from exc
+    separate_metrics = settings.metrics_port > 0
+    runner = web.AppRunner(build_app(metrics, heartbeat, instance, with_metrics=not separate_metrics),
+                           access_log=None)
+    runners = [(runner, "APP_PORT", settings.app_port)]
+    if separate_metrics:
+        runners.append((web.AppRunner(build_metrics_app(metrics), access_log=None), "METRICS_PORT",
+                        settings.metrics_port))
+    await _listen(runners, settings.app_host)
     log_fields(logger, logging.INFO, "monitor started", region=settings.region, instance=instance,
-               source_address=settings.monitor_source_address, port=settings.app_port, canaries=len(canaries))
+               source_address=settings.monitor_source_address, port=settings.app_port,
+               metrics_port=settings.metrics_port or settings.app_port, canaries=len(canaries))
     beating = asyncio.create_task(heartbeat.run(stop))
     try:
         await consumer.run(stop)  # returns after stop, with every taken batch stored and acknowledged
@@ -75,7 +74,8 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
         stop.set()
         await beating
         await heartbeat.leave()
-        await runner.cleanup()
+        for each, _, _ in runners:
+            await each.cleanup()
         await prober.close()
         await client.aclose()
         log_fields(logger, logging.INFO, "monitor stopped", region=settings.region, instance=instance)
@@ -96,6 +96,20 @@ def canary_problems(canaries: list[Canary], egress: EgressPolicy) -> list[str]:
             problems.append(f"CANARIES {canary.target!r}: {problem}, which the egress policy refuses; use "
                             "public canaries, or list the network in EGRESS_ALLOW_CIDRS")
     return problems
+
+
+async def _listen(runners: list[tuple[web.AppRunner, str, int]], host: str) -> None:
+    """Start every listener, or none: a port in use stops the monitor naming the variable."""
+    for index, (runner, variable, port) in enumerate(runners):
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            for started, _, _ in runners[: index + 1]:
+                await started.cleanup()
+            raise ListenError(
+                f"cannot listen on APP_HOST {host} {variable} {port}: {exc.strerror or exc}; choose a free port"
+            ) from exc
 
 
 def main(argv: list[str]) -> int:
