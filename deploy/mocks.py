@@ -415,6 +415,11 @@ def run_program(
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)  # a fresh root stack per run (several stacks may run in one process)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+    # Outputs made outside any run (unit tests that parse config) stay tracked on the loop they were made
+    # on; once that loop is no longer current, waiting for them would hang this run forever. Each run tracks
+    # only its own, as pulumi.runtime.mocks.test does.
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
     pulumi.runtime.set_all_config(_config_strings(values), secret_keys)
     if callable(program):
         body = program

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,25 @@ def test_an_invoke_without_a_mock_names_itself(project):
 def test_missing_stack_file_lists_the_committed_stacks(project):
     with pytest.raises(MockError, match=r"Pulumi\.prod\.yaml; committed stacks: test"):
         run_program("prod", root=project)
+
+
+# An Output made outside any run (a unit test parsing stack config) and an async test that leaves another
+# event loop current: the next run once waited forever for that Output (CI hung in the edge tests).
+STALE_OUTPUT_THEN_NEW_LOOP = """
+import asyncio, sys
+sys.path.insert(0, {root!r})
+import pulumi
+from deploy.mocks import run_program
+pulumi.Output.secret("made outside any run")
+asyncio.set_event_loop(asyncio.new_event_loop())
+run = run_program("dev")
+print("resources", len(run.resources))
+"""
+
+
+def test_a_run_does_not_wait_for_outputs_made_outside_it_on_another_loop():
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", STALE_OUTPUT_THEN_NEW_LOOP.format(root=root)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("resources ") and int(done.stdout.split()[1]) > 10
