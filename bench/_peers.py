@@ -117,7 +117,9 @@ def iot_monitor(redis_url: str, region: str, env: dict[str, str]) -> Iterator[in
     with 60 s timeouts must not wait for its dead checks, and the next run gets a fresh process."""
     port = free_port()
     full_env = {**os.environ, "REDIS_URL": redis_url, "REGION": region, "APP_PORT": str(port),
-                "APP_HOST": "127.0.0.1", "LOG_LEVEL": "warning", "INSTANCE_ID": f"bench-{port}", **env}
+                "APP_HOST": "127.0.0.1", "LOG_LEVEL": "warning", "INSTANCE_ID": f"bench-{port}",
+                # the targets are loopback addresses, which the egress policy refuses by default (issue 12)
+                "EGRESS_ALLOW_CIDRS": "127.0.0.0/8", **env}
     iot = shutil.which("iot", path=str(Path(sys.executable).parent)) or "iot"
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([iot, "monitor"], env=full_env, stdout=log, stderr=subprocess.STDOUT)
