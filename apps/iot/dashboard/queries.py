@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from redis.asyncio import Redis
 
 from iot import devices
 from iot.dashboard.charts import Bucket
-from iot.protocol import MONITOR_HEARTBEATS_KEY
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -50,18 +49,16 @@ class RegionHealth:
 
 
 async def region_health(db: Executor, redis: Redis, alive_seconds: float = 15.0) -> list[RegionHealth]:
-    rows = await devices.list_regions(db)
-    members = await redis.zrangebyscore(MONITOR_HEARTBEATS_KEY, time.time() - alive_seconds, "+inf")
-    live: dict[str, int] = {}
-    for member in members:
-        region = (member.decode() if isinstance(member, bytes) else member).split("/", 1)[0]
-        live[region] = live.get(region, 0) + 1
+    beats = await devices.monitor_heartbeats(redis)
+    now = time.time()
+    live = {region: sum(1 for t in times if t >= now - alive_seconds) for region, times in beats.items()}
     regions = [
         RegionHealth(r.name, r.healthy, r.reason, r.last_heartbeat_at, live.pop(r.name, 0))
-        for r in rows
+        for r in await devices.list_regions(db, redis)
     ]
     # Monitors that heartbeat but the worker has not recorded yet still deserve a line.
-    regions += [RegionHealth(name, True, "not yet seen by the worker", None, n) for name, n in sorted(live.items())]
+    regions += [RegionHealth(name, True, "not yet seen by the worker", datetime.fromtimestamp(beats[name][0], UTC), n)
+                for name, n in sorted(live.items()) if n]
     return regions
 
 
@@ -71,7 +68,7 @@ async def api_key_hash(db: Executor, tenant_id: int) -> str | None:
 
 
 async def region_names(db: Executor) -> list[str]:
-    return [r.name for r in await devices.list_regions(db)]
+    return await devices.region_names(db)
 
 
 async def latency_buckets(db: Executor, device_id: int, since: datetime, bucket: timedelta) -> list[Bucket]:

@@ -160,4 +160,5 @@ async def list_incidents(
 @router.get("/regions", response_model=list[RegionOut], tags=["regions"])
 async def list_regions(tenant: TenantAuth, request: Request) -> list[RegionOut]:
     """The monitor regions and their health."""
-    return [RegionOut.model_validate(r) for r in await devices.list_regions(request.app.state.pool)]
+    return [RegionOut.model_validate(r) for r in await devices.list_regions(request.app.state.pool,
+                                                                          request.app.state.redis)]
