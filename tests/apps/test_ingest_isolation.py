@@ -18,9 +18,9 @@ from iot_processes import Tracker
 from redis.asyncio import Redis
 from test_tracker_api import db_query
 
-from iot import devices, tenants
-from iot.devices import DeviceSpec
 from iot.errors import InputError
+from iot.repo import devices, tenants
+from iot.repo.devices import DeviceSpec
 from iot.tracker.ingest import MetricWriter
 
 SECONDS = 6.0

@@ -9,9 +9,9 @@ import asyncpg
 from redis.asyncio import Redis
 from servers import free_port
 
-from iot import devices, tenants
-from iot.devices import DeviceSpec
 from iot.protocol import DEVICE_LAST_SEEN_KEY
+from iot.repo import devices, tenants
+from iot.repo.devices import DeviceSpec
 from iot.tracker.ingest import IngestUnavailable, MetricWriter
 
 

@@ -14,11 +14,11 @@ import httpx
 from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from servers import free_port
 
-from iot import devices, tenants
 from iot.db import connect
 from iot.db.migrate import migrate
-from iot.devices import DeviceSpec
 from iot.egress import EgressPolicy
+from iot.repo import devices, tenants
+from iot.repo.devices import DeviceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 IOT = ROOT / ".venv" / "bin" / "iot"

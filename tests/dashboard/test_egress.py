@@ -28,7 +28,7 @@ from dashboard.harness import (
     start_dashboard,
     stop,
 )
-from iot.devices import DeviceSpec
+from iot.repo.devices import DeviceSpec
 
 _databases = itertools.count()
 

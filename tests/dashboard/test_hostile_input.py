@@ -13,7 +13,7 @@ from servers import RedisServer
 
 from dashboard.harness import create_devices, csrf_of, new_tenant, sql, start_dashboard, stop
 from iot.dashboard.session import COOKIE_NAME
-from iot.devices import DeviceSpec
+from iot.repo.devices import DeviceSpec
 
 BIG = str(2**63)
 HUGE = str(2**64 + 1)

@@ -21,7 +21,7 @@ from dashboard.harness import (
 )
 from iot.dashboard.app import create_app
 from iot.dashboard.session import COOKIE_NAME
-from iot.devices import DeviceSpec
+from iot.repo.devices import DeviceSpec
 from iot.settings import DashboardSettings
 
 

@@ -1,11 +1,11 @@
-"""Reads only the dashboard needs (the tenants/devices repositories hold everything shared).
+"""Reads only the dashboard needs (the repositories in `iot.repo` hold everything shared).
 
 - the tenant's current API key hash, to end sessions opened with a rotated key;
-- monitor regions as the worker sees them (`regions`) joined with live monitor heartbeats (Redis);
+- monitor regions (`repo.regions`) with the number of their monitors that heartbeat now (Redis);
 - latency rollups of one device, per region, in chart buckets. Rollups carry no tenant id, so callers
-  must first load the device through `devices.get_device(tenant_id, ...)`, which proves ownership.
+  must first load the device through `repo.devices.get_device(tenant_id, ...)`, which proves ownership.
 
-The device list page calls `devices.list_devices` (shared with the tracker API) directly.
+The device list page calls `repo.device_list.list_devices` (shared with the tracker API) directly.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 from redis.asyncio import Redis
 
-from iot import devices
 from iot.dashboard.charts import Bucket
-
-Executor = asyncpg.Connection | asyncpg.Pool
+from iot.repo import regions
+from iot.repo._db import Executor
 
 SELECT_API_KEY_HASH = "SELECT api_key_hash FROM tenants WHERE id = $1"
 
@@ -49,17 +47,17 @@ class RegionHealth:
 
 
 async def region_health(db: Executor, redis: Redis, alive_seconds: float = 15.0) -> list[RegionHealth]:
-    beats = await devices.monitor_heartbeats(redis)
+    beats = await regions.monitor_heartbeats(redis)
     now = time.time()
     live = {region: sum(1 for t in times if t >= now - alive_seconds) for region, times in beats.items()}
-    regions = [
+    out = [
         RegionHealth(r.name, r.healthy, r.reason, r.last_heartbeat_at, live.pop(r.name, 0))
-        for r in await devices.list_regions(db, redis)
+        for r in await regions.list_regions(db, redis)
     ]
     # Monitors that heartbeat but the worker has not recorded yet still deserve a line.
-    regions += [RegionHealth(name, True, "not yet seen by the worker", datetime.fromtimestamp(beats[name][0], UTC), n)
+    out += [RegionHealth(name, True, "not yet seen by the worker", datetime.fromtimestamp(beats[name][0], UTC), n)
                 for name, n in sorted(live.items()) if n]
-    return regions
+    return out
 
 
 async def api_key_hash(db: Executor, tenant_id: int) -> str | None:
@@ -68,7 +66,7 @@ async def api_key_hash(db: Executor, tenant_id: int) -> str | None:
 
 
 async def region_names(db: Executor) -> list[str]:
-    return await devices.region_names(db)
+    return await regions.region_names(db)
 
 
 async def latency_buckets(db: Executor, device_id: int, since: datetime, bucket: timedelta) -> list[Bucket]:
