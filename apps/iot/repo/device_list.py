@@ -22,8 +22,6 @@ from iot.repo._db import Executor, check_page_limit, connection
 from iot.repo.devices import DEVICE_COLUMNS, KINDS, LATENCY_EXPR, STATES, Device
 
 SORTS = ("id", "name", "state", "latency")
-# Sorting by state shows the worst first.
-STATE_SEVERITY = ("down", "degraded", "unknown", "up")
 
 # The same mean for every device of tenant $1, aggregated in one pass. A latency sort joins this (as `lat`)
 # instead of running LATENCY_EXPR once per row it sorts or skips (10,000+ subplans at 10,000 devices).
@@ -36,7 +34,7 @@ GROUP BY r.device_id
 SORT_EXPRESSIONS = {
     "id": "d.id",
     "name": "d.name",
-    "state": "array_position(ARRAY['down','degraded','unknown','up'], d.state)",
+    "state": "array_position(ARRAY['down','degraded','unknown','up'], d.state)",  # the worst first
     # NULL (never measured) sorts as slowest, and stays comparable for the keyset cursor.
     "latency": "coalesce(lat.latency_ms, 'Infinity'::float8)",
 }

@@ -24,7 +24,6 @@ RETURNING id, slug, name, webhook_url, created_at
 """
 SELECT_TENANT_BY_KEY_HASH = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE api_key_hash = $1"
 SELECT_TENANT_BY_SLUG = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE slug = $1"
-SELECT_TENANT_BY_ID = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE id = $1"
 UPDATE_API_KEY = "UPDATE tenants SET api_key_hash = $2 WHERE id = $1"
 @dataclass(frozen=True, slots=True)
 class Tenant:
@@ -63,11 +62,6 @@ async def tenant_by_api_key(db: Executor, api_key: str) -> Tenant | None:
 
 async def tenant_by_slug(db: Executor, slug: str) -> Tenant | None:
     row = await db.fetchrow(SELECT_TENANT_BY_SLUG, slug)
-    return Tenant.from_record(row) if row else None
-
-
-async def tenant_by_id(db: Executor, tenant_id: int) -> Tenant | None:
-    row = await db.fetchrow(SELECT_TENANT_BY_ID, tenant_id)
     return Tenant.from_record(row) if row else None
 
 
