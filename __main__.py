@@ -34,7 +34,7 @@ pulumi.export("nomadToken", secrets.nomad_operator_token)
 # What this deploy runs (by digest in protected stacks); `python -m deploy preview` reuses it.
 pulumi.export("images", {kind: config.images.ref(kind) for kind in ("app", "marketing", "docs")})
 
-# --- edge + workloads (owned by helper "edge"): Edge(...) and NomadWorkloads(...) go below this line ---
+# Cloudflare in front of the cluster and the monitors, then the Nomad jobs behind it.
 
 edge = Edge("edge", config, cluster.nodes, monitors.nodes)
 workloads = NomadWorkloads("workloads", config, secrets=secrets, cluster=cluster, edge=edge)

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import PostgresServer, RedisServer, free_port  # noqa: E402
 
-from iot import devices, tenants  # noqa: E402
 from iot.db import connect  # noqa: E402
 from iot.db.migrate import migrate  # noqa: E402
 from iot.egress import EgressPolicy  # noqa: E402
+from iot.repo import devices, tenants  # noqa: E402
 
 REGIONS = ("frankfurt", "amsterdam", "ashburn", "hillsboro", "singapore", "tokyo", "helsinki", "sydney")
 TARGET_P95_MS = 300.0

@@ -29,9 +29,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from e2e_processes import (  # noqa: E402
+from iot_processes import (  # noqa: E402
     ADMIN_TOKEN,
     REGIONS,
     Proc,

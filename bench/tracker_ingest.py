@@ -28,7 +28,6 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -73,11 +72,10 @@ async def http_load(url: str, tokens: list[str], batch: int, concurrency: int, s
     return stored, errors
 
 
-async def copy_only(database_url: str, redis_url: str, batch: int, concurrency: int, seconds: float) -> int:
+async def copy_only(database_url: str, batch: int, concurrency: int, seconds: float) -> int:
     pool = await create_pool(database_url, min_size=2, max_size=4)
-    redis = Redis.from_url(redis_url)
     device_ids = [r["id"] for r in await pool.fetch("SELECT id FROM devices ORDER BY id LIMIT 50")]
-    writer = MetricWriter(pool, redis)
+    writer = MetricWriter(pool)
     writer.start()
     stored = 0
     deadline = time.monotonic() + seconds
@@ -92,7 +90,6 @@ async def copy_only(database_url: str, redis_url: str, batch: int, concurrency: 
 
     await asyncio.gather(*(producer(n) for n in range(concurrency)))
     await writer.stop()
-    await redis.aclose()
     await pool.close()
     return stored
 
@@ -137,7 +134,7 @@ def main() -> int:
         tracker.terminate()
         tracker.wait(10)
     started = time.monotonic()
-    stored = asyncio.run(copy_only(args.database_url, args.redis_url, args.batch, args.concurrency, args.seconds))
+    stored = asyncio.run(copy_only(args.database_url, args.batch, args.concurrency, args.seconds))
     elapsed = time.monotonic() - started
     print(f"group-commit COPY only: {stored / elapsed:,.0f} points/s ({stored:,} points in {elapsed:.1f}s)")
 

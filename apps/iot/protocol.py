@@ -8,9 +8,6 @@ are produced (worker.dispatch for checks, monitor for results).
 # device table when the value changes instead of polling Postgres every tick.
 DEVICES_VERSION_KEY = "devices:version"
 
-# Hash device_id -> unix time of the last metric/heartbeat (push devices), written by the tracker.
-DEVICE_LAST_SEEN_KEY = "devices:last_seen"
-
 # Sorted set "<region>/<instance>" scored by unix time of the monitor's last heartbeat.
 MONITOR_HEARTBEATS_KEY = "monitors:heartbeat"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from iot_processes import (
-    IotProcess,
+    Proc,
     Simulator,
     Tracker,
     iot_env,
@@ -30,13 +30,13 @@ _db_names = itertools.count()
 
 
 @pytest.fixture
-def start_iot(tmp_path: Path) -> Iterator[Callable[..., IotProcess]]:
-    started: list[IotProcess] = []
+def start_iot(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    started: list[Proc] = []
     counter = itertools.count()
 
-    def start(*command: str, **env: str | int) -> IotProcess:
+    def start(*command: str, **env: str | int) -> Proc:
         log = tmp_path / f"{command[0]}-{next(counter)}.log"
-        process = IotProcess(list(command), iot_env(**env), log).start()
+        process = Proc(command[0], list(command), iot_env(**env), log).start()
         started.append(process)
         return process
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from iot_processes import IOT, wait_http
+from iot_processes import IOT, Proc, wait_http_ok
 from servers import free_port
 
 from iot.published_secrets import PUBLISHED
@@ -56,15 +56,12 @@ def test_the_development_flag_accepts_them_with_a_warning(command: str, redis_ur
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "ADMIN_", "APP_"))}
     env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, APP_HOST="127.0.0.1", APP_PORT=str(port),
                ALLOW_DEFAULT_SECRETS="true", ADMIN_TOKEN=env_example()["ADMIN_TOKEN"])
-    log = tmp_path / "out.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([IOT, command], env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = Proc(command, [command], env, tmp_path / "out.log").start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
-        assert "published secrets (ALLOW_DEFAULT_SECRETS): development only" in log.read_text()
+        wait_http_ok(f"http://127.0.0.1:{port}/health", proc)
+        assert "published secrets (ALLOW_DEFAULT_SECRETS): development only" in proc.log()
     finally:
-        proc.terminate()
-        proc.wait(20)
+        proc.stop()
 
 
 def test_own_secrets_need_no_flag(redis_url: str, database_url: str, tmp_path: Path) -> None:
@@ -72,13 +69,12 @@ def test_own_secrets_need_no_flag(redis_url: str, database_url: str, tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_", "ADMIN_", "ALLOW_", "APP_"))}
     env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, APP_HOST="127.0.0.1", APP_PORT=str(port),
                SESSION_SECRET=OWN_SESSION_SECRET)
-    proc = subprocess.Popen([IOT, "dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = Proc("dashboard", ["dashboard"], env, tmp_path / "dashboard.log").start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
+        wait_http_ok(f"http://127.0.0.1:{port}/health", proc)
         assert httpx.get(f"http://127.0.0.1:{port}/health").json()["status"] == "ok"
     finally:
-        proc.terminate()
-        proc.wait(20)
+        proc.stop()
 
 
 def test_every_published_value_is_on_the_refused_list() -> None:

@@ -15,12 +15,11 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from iot_processes import Tracker
-from redis.asyncio import Redis
 from test_tracker_api import db_query
 
-from iot import devices, tenants
-from iot.devices import DeviceSpec
 from iot.errors import InputError
+from iot.repo import devices, tenants
+from iot.repo.devices import DeviceSpec
 from iot.tracker.ingest import MetricWriter
 
 SECONDS = 6.0
@@ -67,13 +66,12 @@ def test_nul_metric_names_fail_alone_and_the_innocent_tenant_sees_no_error(track
     assert stored == 20 * innocent_statuses[200]
 
 
-async def test_a_value_the_database_refuses_fails_only_its_own_submission(pool, redis_url) -> None:
+async def test_a_value_the_database_refuses_fails_only_its_own_submission(pool) -> None:
     tenant_a, _ = await tenants.create_tenant(pool, "writer-a")
     tenant_b, _ = await tenants.create_tenant(pool, "writer-b")
     (a,) = await devices.create_devices(pool, tenant_a.id, [DeviceSpec("a", "push")])
     (b,) = await devices.create_devices(pool, tenant_b.id, [DeviceSpec("b", "push")])
-    redis = Redis.from_url(redis_url)
-    writer = MetricWriter(pool, redis)
+    writer = MetricWriter(pool)
     writer.start()
     now = datetime.now(UTC)
     try:
@@ -86,7 +84,6 @@ async def test_a_value_the_database_refuses_fails_only_its_own_submission(pool, 
         )
     finally:
         await writer.stop()
-        await redis.aclose()
     assert results[0] == 10 and results[2] == 5, results
     assert isinstance(results[1], InputError), results[1]
     assert "points" in results[1].field

@@ -7,11 +7,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from iot import tenants
-from iot.devices import target_problem
 from iot.errors import refused_by_database
 from iot.inputs import INT8_MAX, control_character_problem, id_problem, text_problem
 from iot.names import slug_problem
+from iot.repo import tenants
+from iot.repo.devices import target_problem
 from iot.settings import TrackerSettings
 from iot.tracker.app import create_app
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,12 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from egress_targets import TEST_EGRESS_ALLOW_CIDRS
+from iot_processes import IOT, Proc, iot_env
 from servers import free_port
 
 from iot import protocol
 
-IOT = shutil.which("iot", path=str(Path(sys.executable).parent)) or "iot"
 REGION = "helsinki"
 
 
@@ -51,10 +47,10 @@ def slow_server():
     server.shutdown()
 
 
-def _wait(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
+def _wait(condition, timeout: float, what: str, proc: Proc) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert proc.poll() is None, f"monitor exited early while waiting for {what}"
+        assert proc.proc.poll() is None, f"monitor exited early while waiting for {what}:\n{proc.tail()}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
@@ -62,10 +58,9 @@ def _wait(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
 def test_sigterm_mid_batch_finishes_writes_and_acks_it(redis_url: str, slow_server: str, tmp_path: Path):
     client = redis.Redis.from_url(redis_url)
     port = free_port()
-    env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1",
-           "MONITOR_SOURCE_ADDRESS": "127.0.0.5", "HEARTBEAT_SECONDS": "0.5", "INSTANCE_ID": "m-test"}
-    log = (tmp_path / "monitor.log").open("wb")
-    proc = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = iot_env(REDIS_URL=redis_url, REGION=REGION, APP_PORT=port, APP_HOST="127.0.0.1",
+                  MONITOR_SOURCE_ADDRESS="127.0.0.5", HEARTBEAT_SECONDS=0.5, INSTANCE_ID="m-test")
+    proc = Proc("monitor", ["monitor"], env, tmp_path / "monitor.log").start()
     try:
         _wait(lambda: client.zscore(protocol.MONITOR_HEARTBEATS_KEY, f"{REGION}/m-test") is not None, 20,
               "heartbeat", proc)
@@ -76,12 +71,10 @@ def test_sigterm_mid_batch_finishes_writes_and_acks_it(redis_url: str, slow_serv
         client.xadd(protocol.checks_stream(REGION), {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: "0"})
         _wait(lambda: client.xpending(protocol.checks_stream(REGION), protocol.CHECKS_GROUP)["pending"] == 1, 10,
               "the batch to be taken", proc)
-        proc.send_signal(signal.SIGTERM)  # the probes need 1.5 s more
-        assert proc.wait(20) == 0
+        proc.proc.send_signal(signal.SIGTERM)  # the probes need 1.5 s more
+        assert proc.proc.wait(20) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        proc.stop()
     results = [row for _id, fields in client.xrange(protocol.RESULTS_STREAM) for row in json.loads(fields[b"results"])]
     assert sorted(r[0] for r in results) == list(range(20)) and all(r[1] == 1 for r in results)
     assert client.xpending(protocol.checks_stream(REGION), protocol.CHECKS_GROUP)["pending"] == 0
@@ -91,17 +84,14 @@ def test_sigterm_mid_batch_finishes_writes_and_acks_it(redis_url: str, slow_serv
 
 def test_metrics_endpoint_serves_prometheus_text(redis_url: str, tmp_path: Path):
     port = free_port()
-    env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(port), "APP_HOST": "127.0.0.1"}
-    log = (tmp_path / "monitor.log").open("wb")
-    proc = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = iot_env(REDIS_URL=redis_url, REGION=REGION, APP_PORT=port, APP_HOST="127.0.0.1")
+    proc = Proc("monitor", ["monitor"], env, tmp_path / "monitor.log").start()
     try:
         _wait(lambda: _answers(f"http://127.0.0.1:{port}/metrics"), 20, "/metrics", proc)
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert "iot_monitor_batches_total" in text and "iot_monitor_last_batch_age_seconds" in text
     finally:
-        proc.terminate()
-        assert proc.wait(20) == 0
-        log.close()
+        assert proc.stop(20) == 0
 
 
 def _answers(url: str) -> bool:
@@ -120,7 +110,7 @@ def _answers(url: str) -> bool:
     ("worker", {"BATCH_SIZE": "0", "QUORUM_MIN": "zero"}, ["BATCH_SIZE", "QUORUM_MIN"]),
 ])
 def test_bad_configuration_is_refused_with_the_variable_named(command: str, env: dict, names: list[str], redis_url):
-    full_env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "APP_PORT": str(free_port()), **env}
+    full_env = iot_env(REDIS_URL=redis_url, APP_PORT=free_port(), **env)
     done = subprocess.run([IOT, command], env=full_env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     for name in names:
@@ -132,16 +122,12 @@ def test_batch_of_a_monitor_killed_mid_batch_is_reclaimed_by_its_peer(redis_url:
                                                                        tmp_path: Path):
     client = redis.Redis.from_url(redis_url)
     stream = protocol.checks_stream(REGION)
-    procs: dict[str, subprocess.Popen] = {}
-    logs = []
+    procs: dict[str, Proc] = {}
 
     def start(name: str) -> None:
-        env = {**os.environ, "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS, "REDIS_URL": redis_url, "REGION": REGION, "APP_PORT": str(free_port()),
-               "APP_HOST": "127.0.0.1", "INSTANCE_ID": name, "HEARTBEAT_SECONDS": "0.5",
-               "RECLAIM_IDLE_SECONDS": "1", "BATCH_READ_COUNT": "1"}
-        log = (tmp_path / f"{name}.log").open("wb")
-        logs.append(log)
-        procs[name] = subprocess.Popen([IOT, "monitor"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        env = iot_env(REDIS_URL=redis_url, REGION=REGION, APP_PORT=free_port(), APP_HOST="127.0.0.1",
+                      INSTANCE_ID=name, HEARTBEAT_SECONDS=0.5, RECLAIM_IDLE_SECONDS=1, BATCH_READ_COUNT=1)
+        procs[name] = Proc(name, ["monitor"], env, tmp_path / f"{name}.log").start()
         _wait(lambda: client.zscore(protocol.MONITOR_HEARTBEATS_KEY, f"{REGION}/{name}") is not None, 20,
               f"{name} heartbeat", procs[name])
 
@@ -151,19 +137,15 @@ def test_batch_of_a_monitor_killed_mid_batch_is_reclaimed_by_its_peer(redis_url:
         client.xadd(stream, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: "0"})
         _wait(lambda: client.xpending(stream, protocol.CHECKS_GROUP)["pending"] == 1, 10, "victim takes the batch",
               procs["victim"])
-        procs["victim"].kill()  # kill -9 in the middle of the batch (probes take 1.5 s)
-        procs["victim"].wait(5)
+        procs["victim"].proc.kill()  # kill -9 in the middle of the batch (probes take 1.5 s)
+        procs["victim"].proc.wait(5)
         assert client.xlen(protocol.RESULTS_STREAM) == 0
         start("peer")
         _wait(lambda: client.xpending(stream, protocol.CHECKS_GROUP)["pending"] == 0, 20, "peer reclaims",
               procs["peer"])
     finally:
         for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(20)
-        for log in logs:
-            log.close()
+            proc.stop(20)
     results = [row for _id, fields in client.xrange(protocol.RESULTS_STREAM) for row in json.loads(fields[b"results"])]
     assert sorted(r[0] for r in results) == list(range(30))  # every check of the batch has a result
     assert {f[b"instance"] for _id, f in client.xrange(protocol.RESULTS_STREAM)} == {b"peer"}

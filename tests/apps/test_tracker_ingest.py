@@ -1,4 +1,4 @@
-"""The tracker's group-commit metric writer against real Postgres and Redis."""
+"""The tracker's group-commit metric writer against real Postgres."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from redis.asyncio import Redis
-from servers import free_port
 
-from iot import devices, tenants
-from iot.devices import DeviceSpec
-from iot.protocol import DEVICE_LAST_SEEN_KEY
+from iot.repo import devices, tenants
+from iot.repo.devices import DeviceSpec
 from iot.tracker.ingest import IngestUnavailable, MetricWriter
 
 
@@ -21,12 +18,11 @@ async def two_devices(pool: asyncpg.Pool) -> list[int]:
     return [c.id for c in created]
 
 
-async def test_concurrent_writes_share_a_batch_and_a_deleted_device_does_not_sink_it(pool, redis_url) -> None:
+async def test_concurrent_writes_share_a_batch_and_a_deleted_device_does_not_sink_it(pool) -> None:
     keep, gone = await two_devices(pool)
     tenant_id = await pool.fetchval("SELECT tenant_id FROM devices WHERE id = $1", keep)
     assert await devices.delete_device(pool, tenant_id, gone)
-    redis = Redis.from_url(redis_url)
-    writer = MetricWriter(pool, redis)
+    writer = MetricWriter(pool)
     writer.start()
     now = datetime.now(UTC)
     points = [(now - timedelta(seconds=i), "v", float(i)) for i in range(100)]
@@ -37,29 +33,11 @@ async def test_concurrent_writes_share_a_batch_and_a_deleted_device_does_not_sin
     assert stored == [100, 0]
     assert await pool.fetchval("SELECT count(*) FROM device_metrics WHERE device_id = $1", keep) == 100
     assert await pool.fetchval("SELECT last_seen_at FROM devices WHERE id = $1", keep) == now
-    assert float(await redis.hget(DEVICE_LAST_SEEN_KEY, str(keep))) == now.timestamp()
-    await redis.aclose()
 
 
-async def test_redis_outage_does_not_lose_points(pool) -> None:
-    keep, _ = await two_devices(pool)
-    redis = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    writer = MetricWriter(pool, redis)
-    writer.start()
-    now = datetime.now(UTC)
-    try:
-        assert await writer.write(keep, [(now, "v", 1.0)], now) == 1
-    finally:
-        await writer.stop()
-    assert await pool.fetchval("SELECT count(*) FROM device_metrics WHERE device_id = $1", keep) == 1
-    assert await pool.fetchval("SELECT last_seen_at FROM devices WHERE id = $1", keep) == now
-    await redis.aclose()
-
-
-async def test_database_failure_is_reported_to_every_waiter(pool, redis_url) -> None:
+async def test_database_failure_is_reported_to_every_waiter(pool) -> None:
     keep, other = await two_devices(pool)
-    redis = Redis.from_url(redis_url)
-    writer = MetricWriter(pool, redis)
+    writer = MetricWriter(pool)
     writer.start()
     now = datetime.now(UTC)
     # Not a value Postgres refuses (that fails only its own submission) but the table itself gone.
@@ -69,7 +47,6 @@ async def test_database_failure_is_reported_to_every_waiter(pool, redis_url) -> 
                                        writer.write(other, [(now, "v", 1.0)], now), return_exceptions=True)
     finally:
         await writer.stop()
-        await redis.aclose()
         await pool.execute("ALTER TABLE device_metrics_away RENAME TO device_metrics")
     assert all(isinstance(r, IngestUnavailable) for r in results), results
     assert await pool.fetchval("SELECT count(*) FROM device_metrics") == 0

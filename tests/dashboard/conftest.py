@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dashboard.harness import Dashboard, TenantKey, run, setup_tenants, start_dashboard, stop
+from dashboard.harness import Dashboard, TenantKey, run, setup_tenants, start_dashboard
 
 _databases = itertools.count()
 
@@ -23,7 +23,7 @@ def dashboard(postgres_server, redis_server, tmp_path_factory) -> Iterator[Dashb
     try:
         yield Dashboard(f"http://127.0.0.1:{port}", port, database_url, redis_server.url, acme, beta)
     finally:
-        stop(proc)
+        proc.stop()
 
 
 @pytest.fixture

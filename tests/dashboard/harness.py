@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from egress_targets import TEST_EGRESS_ALLOW_CIDRS
+from iot_processes import Proc, iot_env, wait_http_ok
 from servers import free_port
 
-from iot import devices, tenants
 from iot.db import connect
 from iot.db.migrate import migrate
-from iot.devices import DeviceSpec
 from iot.egress import EgressPolicy
+from iot.repo import devices, tenants
+from iot.repo.devices import DeviceSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-IOT = ROOT / ".venv" / "bin" / "iot"
 DOMAIN = "localhost"
 
 
@@ -80,46 +77,20 @@ async def setup_tenants(database_url: str, slugs: tuple[str, ...], migrated: boo
 
 
 def start_dashboard(database_url: str, redis_url: str, log_path: Path, prefix: tuple[str, ...] = (),
-                    **env: str) -> tuple[subprocess.Popen, int]:
+                    **env: str) -> tuple[Proc, int]:
     """`iot dashboard` on a free port (`prefix`: a command to run it under, e.g. a hosts-file stub)."""
     port = free_port()
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "APP_HOST": "127.0.0.1",
-        "APP_PORT": str(port),
-        "DOMAIN": DOMAIN,
-        "SESSION_SECRET": "test-session-secret-0123456789abcdef",
-        "MONITOR_NAMES": "frankfurt,amsterdam",
-        "LOG_LEVEL": "warning",
-        "EGRESS_ALLOW_CIDRS": TEST_EGRESS_ALLOW_CIDRS,
-        **env,
-    }
-    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process by the caller's fixture
-    proc = subprocess.Popen([*prefix, str(IOT), "dashboard"], env=environment, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"iot dashboard exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, port
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise TimeoutError(f"iot dashboard did not answer /health within 30s: {log_path.read_text()[-2000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    proc = Proc("dashboard", ["dashboard"], iot_env(
+        DATABASE_URL=database_url, REDIS_URL=redis_url, APP_HOST="127.0.0.1", APP_PORT=port, DOMAIN=DOMAIN,
+        SESSION_SECRET="test-session-secret-0123456789abcdef", MONITOR_NAMES="frankfurt,amsterdam",
+        LOG_LEVEL="warning", **env,
+    ), log_path, list(prefix)).start()
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/health", proc)
+    except AssertionError as exc:
+        proc.stop()
+        raise RuntimeError(f"iot dashboard did not start: {exc}") from None
+    return proc, port
 
 
 async def _create_devices(database_url: str, tenant_id: int, specs: list[DeviceSpec]) -> list[int]:

@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from egress_targets import TEST_EGRESS_ALLOW_CIDRS
+from iot_processes import Procs, wait_until
 from playwright.sync_api import Page, expect, sync_playwright
 
 from dashboard.harness import ROOT, run, setup_tenants, sql
-from dashboard.pipeline import Pipeline, Processes, start_pipeline, wait_until
+from dashboard.pipeline import Pipeline, start_pipeline
 from iot.dashboard.seed import SeedSettings, seed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -35,7 +36,7 @@ def pipeline(postgres_server, redis_server, tmp_path_factory) -> Iterator[Pipeli
     database_url = postgres_server.create_database(f"browser_{next(_databases)}")
     run(setup_tenants(database_url, ()))  # migrate
     redis_url = redis_server.url.replace("/0", "/3")  # its own Redis database: other tests flush db 0
-    processes = Processes(tmp_path_factory.mktemp("pipeline"))
+    processes = Procs(tmp_path_factory.mktemp("pipeline"))
     try:
         running = start_pipeline(processes, database_url, redis_url, DEVICES)
         settings = SeedSettings(
@@ -46,13 +47,11 @@ def pipeline(postgres_server, redis_server, tmp_path_factory) -> Iterator[Pipeli
         result = asyncio.run(seed(settings))
         assert result["devices_created"] == DEVICES + FAILING
         wait_until(lambda: sql(database_url, "SELECT count(*) AS n FROM devices WHERE state = 'up'")[0]["n"] == DEVICES,
-                   90, f"all {DEVICES} simulated devices up")
+                   90, f"all {DEVICES} simulated devices up", processes.procs)
         yield running
     finally:
-        processes.stop_all()
-        for name in ("worker", "frankfurt", "amsterdam", "dashboard"):
-            print(f"--- {name} log (tail) ---\n" + "".join(processes.log(name).splitlines(True)[-15:])
-                  if any(n == name for n, _, _ in processes.started) else "")
+        processes.stop()
+        print(processes.logs(15))
 
 
 @pytest.fixture

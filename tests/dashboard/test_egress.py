@@ -26,9 +26,8 @@ from dashboard.harness import (
     setup_tenants,
     sql,
     start_dashboard,
-    stop,
 )
-from iot.devices import DeviceSpec
+from iot.repo.devices import DeviceSpec
 
 _databases = itertools.count()
 
@@ -45,7 +44,7 @@ def production_dashboard(postgres_server, redis_server, tmp_path_factory) -> Ite
     try:
         yield Dashboard(f"http://127.0.0.1:{port}", port, database_url, redis_server.url, acme, beta)
     finally:
-        stop(proc)
+        proc.stop()
 
 
 def text(response: httpx.Response) -> str:

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from servers import RedisServer
 
-from dashboard.harness import create_devices, csrf_of, new_tenant, sql, start_dashboard, stop
+from dashboard.harness import create_devices, csrf_of, new_tenant, sql, start_dashboard
 from iot.dashboard.session import COOKIE_NAME
-from iot.devices import DeviceSpec
+from iot.repo.devices import DeviceSpec
 
 BIG = str(2**63)
 HUGE = str(2**64 + 1)
@@ -177,5 +177,5 @@ def test_without_redis_signing_in_is_a_clear_503_not_a_500(dashboard, tmp_path) 
         assert response.status_code == 503 and "Try again" in text(response), response.text[:300]
         assert response.headers["retry-after"] == "30"
     finally:
-        stop(proc)
+        proc.stop()
         redis.cleanup()

@@ -17,11 +17,10 @@ from dashboard.harness import (
     setup_tenants,
     sql,
     start_dashboard,
-    stop,
 )
 from iot.dashboard.app import create_app
 from iot.dashboard.session import COOKIE_NAME
-from iot.devices import DeviceSpec
+from iot.repo.devices import DeviceSpec
 from iot.settings import DashboardSettings
 
 
@@ -143,4 +142,4 @@ def test_pages_of_hosts_that_are_not_a_tenant_lead_to_the_marketing_site(postgre
                 assert marketing in links, (host, path, links)
                 assert not [link for link in links if link.startswith(f"http://{host}/")], (host, path, links)
     finally:
-        stop(proc)
+        proc.stop()

@@ -11,8 +11,8 @@ import redis as redis_sync
 
 from dashboard.harness import create_devices, csrf_of, new_tenant, sql
 from iot.dashboard.session import COOKIE_NAME
-from iot.devices import DeviceSpec
 from iot.protocol import DEVICES_VERSION_KEY, MONITOR_HEARTBEATS_KEY
+from iot.repo.devices import DeviceSpec
 
 
 def text(response: httpx.Response) -> str:

@@ -19,15 +19,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from iot_processes import ADMIN_TOKEN, REGIONS, Procs, iot_env, run_iot
 from servers import free_port
 
 from components.edge_layout import EXPLICIT_HOSTS
 from deploy import smoke
 from deploy.plan import _cached_run, run_plan
 from deploy.smoke_checks import Endpoint, NomadAccess, nomad_alive, path_not_served, port_closed
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from e2e_processes import ADMIN_TOKEN, REGIONS, Proc, iot_env, run_iot, wait_http_ok  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,16 +117,12 @@ def local_stack(postgres_server, redis_server, tmp_path: Path):
     common = {"DATABASE_URL": database_url, "REDIS_URL": redis_server.url, "APP_HOST": "127.0.0.1",
               "LOG_LEVEL": "info", "MONITOR_NAMES": ",".join(REGIONS), "DOMAIN": "localhost"}
     run_iot(["migrate"], iot_env(**common))
-    procs: list[Proc] = []
+    procs = Procs(tmp_path, common)
     urls: dict[str, str] = {}
     metrics_ports: dict[str, int] = {}
 
     def spawn(name: str, args: list[str], **env: object) -> None:
-        port = free_port()
-        proc = Proc(name, args, iot_env(**common, APP_PORT=port, **env), tmp_path / f"{name}.log").start()
-        procs.append(proc)
-        urls[name] = f"http://127.0.0.1:{port}"
-        wait_http_ok(f"{urls[name]}/health", proc, timeout=60)
+        urls[name] = procs.service(name, args, **env)
 
     target = JsonServer({"/ok": (200, {"ok": True}), "/gone": (404, {"ok": False})})
     try:
@@ -142,8 +136,7 @@ def local_stack(postgres_server, redis_server, tmp_path: Path):
         yield urls, target.url, metrics_ports
     finally:
         target.shutdown()
-        for proc in reversed(procs):
-            proc.stop()
+        procs.stop()
 
 
 @pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_processes import (
+from iot_processes import (
     ADMIN_TOKEN,
     REGIONS,
     Proc,

@@ -12,61 +12,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from e2e_processes import ADMIN_TOKEN, Proc, iot_env, run_iot, wait_http_ok
+from iot_processes import ADMIN_TOKEN, Procs, create_tenant, iot_env, run_iot
 from servers import free_port
 
 
-@dataclass
-class Stack:
+class Stack(Procs):
     """`iot` processes of one test against its own database; `service()` waits for /health."""
 
-    database_url: str
-    redis_url: str
-    log_dir: Path
-    procs: list[Proc] = field(default_factory=list)
-
-    def common(self) -> dict[str, object]:
-        return {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "APP_HOST": "127.0.0.1",
-                "LOG_LEVEL": "info", "MONITOR_NAMES": "plain,keepalive", "ADMIN_TOKEN": ADMIN_TOKEN}
+    def __init__(self, database_url: str, redis_url: str, log_dir: Path) -> None:
+        super().__init__(log_dir, {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "APP_HOST": "127.0.0.1",
+                                   "LOG_LEVEL": "info", "MONITOR_NAMES": "plain,keepalive",
+                                   "ADMIN_TOKEN": ADMIN_TOKEN})
+        self.database_url, self.redis_url = database_url, redis_url
 
     def migrate(self) -> None:
-        run_iot(["migrate"], iot_env(**self.common()))
-
-    def spawn(self, name: str, args: list[str], prefix: list[str] | None = None, **env: object) -> Proc:
-        proc = Proc(name, args, iot_env(**self.common(), **env), self.log_dir / f"{name}.log", list(prefix or []))
-        self.procs.append(proc.start())
-        return proc
-
-    def service(self, name: str, args: list[str], prefix: list[str] | None = None, **env: object) -> str:
-        """Start an HTTP service on a free port (picking again if another process took it); its URL."""
-        for _attempt in range(3):
-            port = free_port()
-            proc = self.spawn(name, args, prefix, APP_PORT=port, **env)
-            try:
-                wait_http_ok(f"http://127.0.0.1:{port}/health", proc, timeout=60)
-                return f"http://127.0.0.1:{port}"
-            except AssertionError:
-                if "in use" not in proc.tail(5).lower():
-                    raise
-                self.procs.remove(proc)
-                proc.stop()
-        raise AssertionError(f"{name} found no free port")
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
-
-    def logs(self) -> str:
-        return "\n\n".join(f"== {p.name} (exit {p.proc.poll()}) ==\n{p.tail(20)}" for p in self.procs)
+        run_iot(["migrate"], iot_env(**self.common))
 
 
 def tenant_client(tracker_url: str, slug: str) -> httpx.Client:
     """A new tenant's API client."""
-    response = httpx.post(f"{tracker_url}/v1/tenants", json={"slug": slug},
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
-    assert response.status_code == 201, response.text
-    return httpx.Client(base_url=tracker_url, headers={"Authorization": f"Bearer {response.json()['api_key']}"},
-                        timeout=60)
+    api_key = create_tenant(tracker_url, slug)
+    return httpx.Client(base_url=tracker_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
 
 
 class _Server(socketserver.ThreadingTCPServer):

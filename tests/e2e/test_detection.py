@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from e2e_processes import REGIONS, create_tenant, wait_until
+from iot_processes import REGIONS, create_tenant, wait_until
 
 pytestmark = pytest.mark.e2e
 

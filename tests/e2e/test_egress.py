@@ -14,7 +14,6 @@ import asyncpg
 import httpx
 import pytest
 import redis
-from e2e_processes import wait_until
 from egress_stack import (
     LoopbackServer,
     Stack,
@@ -32,6 +31,7 @@ from egress_targets import (
     tcp_target,
     write_hosts_stub,
 )
+from iot_processes import wait_until
 
 from iot.protocol import DEVICES_VERSION_KEY
 
@@ -180,7 +180,7 @@ def test_bytes_sent_by_targets_and_receivers_never_reach_the_tenant(stack: Stack
         dashboard = stack.service("dashboard", ["dashboard"], DOMAIN="localhost",
                                   SESSION_SECRET="egress-test-session-secret-0123456789")
         response = httpx.post(f"{tracker}/v1/tenants", json={"slug": "leaky"},
-                              headers={"Authorization": "Bearer " + stack.common()["ADMIN_TOKEN"]})
+                              headers={"Authorization": "Bearer " + stack.common["ADMIN_TOKEN"]})
         api_key = response.json()["api_key"]
         with httpx.Client(base_url=tracker, headers={"Authorization": f"Bearer {api_key}"}, timeout=60) as tenant:
             hook = tenant.put("/v1/webhook", json={"url": f"http://127.0.0.1:{banner.port}/hook",

@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from e2e_processes import create_tenant, wait_until
+from iot_processes import create_tenant, wait_until
 
 from iot.worker.planner import phase_of
 

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 import pytest
 import redis
-from e2e_processes import REGIONS, create_tenant, wait_until
+from iot_processes import REGIONS, create_tenant, wait_until
 
 from iot import protocol
 from iot.worker.planner import phase_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from e2e_processes import ADMIN_TOKEN, REGIONS, wait_until
+from iot_processes import ADMIN_TOKEN, REGIONS, wait_until
 from servers import RedisServer
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from e2e_processes import ADMIN_TOKEN, REGIONS, wait_until
+from iot_processes import ADMIN_TOKEN, REGIONS, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis
-from e2e_processes import wait_until
 from egress_stack import LoopbackServer, Stack, tenant_client
+from iot_processes import wait_until
 from webhook_signature import verify_webhook
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from e2e_processes import create_tenant, wait_until
+from iot_processes import create_tenant, wait_until
 from webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e

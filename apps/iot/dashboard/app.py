@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from iot import __version__, http_headers, http_limits, tenants
+from iot import __version__, http_headers, http_limits
 from iot.dashboard.context import NotFound, PageError, Services, SignInRequired
 from iot.dashboard.routes import auth, overview
 from iot.dashboard.routes import devices as device_routes
@@ -27,6 +27,7 @@ from iot.dashboard.session_store import SessionStore
 from iot.dashboard.tenancy import tenant_slug_from_host
 from iot.db import create_pool
 from iot.errors import REFUSED_BY_DATABASE, refused_by_database
+from iot.repo import tenants
 from iot.settings import DashboardSettings
 
 PACKAGE = resources.files("iot.dashboard")

@@ -15,11 +15,11 @@ from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 from redis.asyncio import Redis
 
-from iot import tenants
 from iot.dashboard import queries
 from iot.dashboard.session import COOKIE_NAME, Session, SessionCodec, csrf_matches, key_fingerprint
 from iot.dashboard.session_store import SessionStore
 from iot.dashboard.tenancy import tenant_slug_from_host
+from iot.repo import tenants
 from iot.settings import DashboardSettings
 
 

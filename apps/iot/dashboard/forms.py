@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from iot.devices import DeviceSpec
 from iot.errors import InputError
+from iot.repo.devices import DeviceSpec
 
 INT_FIELDS = ("interval_s", "timeout_ms", "grace_s", "parent_id", "anomaly_checks")
 REQUIRED_INTS = frozenset({"interval_s", "timeout_ms"})  # blank keeps the default / current value

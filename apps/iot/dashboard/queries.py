@@ -1,27 +1,24 @@
-"""Reads only the dashboard needs (the tenants/devices repositories hold everything shared).
+"""Reads only the dashboard needs (the repositories in `iot.repo` hold everything shared).
 
 - the tenant's current API key hash, to end sessions opened with a rotated key;
-- monitor regions as the worker sees them (`regions`) joined with live monitor heartbeats (Redis);
+- monitor regions (`repo.regions`) with the number of their monitors that heartbeat now (Redis);
 - latency rollups of one device, per region, in chart buckets. Rollups carry no tenant id, so callers
-  must first load the device through `devices.get_device(tenant_id, ...)`, which proves ownership.
+  must first load the device through `repo.devices.get_device(tenant_id, ...)`, which proves ownership.
 
-The device list page calls `devices.list_devices` (shared with the tracker API) directly.
+The device list page calls `repo.device_list.list_devices` (shared with the tracker API) directly.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-import asyncpg
 from redis.asyncio import Redis
 
-from iot import devices
 from iot.dashboard.charts import Bucket
-from iot.protocol import MONITOR_HEARTBEATS_KEY
-
-Executor = asyncpg.Connection | asyncpg.Pool
+from iot.repo import regions
+from iot.repo._db import Executor
 
 SELECT_API_KEY_HASH = "SELECT api_key_hash FROM tenants WHERE id = $1"
 
@@ -50,19 +47,17 @@ class RegionHealth:
 
 
 async def region_health(db: Executor, redis: Redis, alive_seconds: float = 15.0) -> list[RegionHealth]:
-    rows = await devices.list_regions(db)
-    members = await redis.zrangebyscore(MONITOR_HEARTBEATS_KEY, time.time() - alive_seconds, "+inf")
-    live: dict[str, int] = {}
-    for member in members:
-        region = (member.decode() if isinstance(member, bytes) else member).split("/", 1)[0]
-        live[region] = live.get(region, 0) + 1
-    regions = [
+    beats = await regions.monitor_heartbeats(redis)
+    now = time.time()
+    live = {region: sum(1 for t in times if t >= now - alive_seconds) for region, times in beats.items()}
+    out = [
         RegionHealth(r.name, r.healthy, r.reason, r.last_heartbeat_at, live.pop(r.name, 0))
-        for r in rows
+        for r in await regions.list_regions(db, redis)
     ]
     # Monitors that heartbeat but the worker has not recorded yet still deserve a line.
-    regions += [RegionHealth(name, True, "not yet seen by the worker", None, n) for name, n in sorted(live.items())]
-    return regions
+    out += [RegionHealth(name, True, "not yet seen by the worker", datetime.fromtimestamp(beats[name][0], UTC), n)
+                for name, n in sorted(live.items()) if n]
+    return out
 
 
 async def api_key_hash(db: Executor, tenant_id: int) -> str | None:
@@ -71,7 +66,7 @@ async def api_key_hash(db: Executor, tenant_id: int) -> str | None:
 
 
 async def region_names(db: Executor) -> list[str]:
-    return [r.name for r in await devices.list_regions(db)]
+    return await regions.region_names(db)
 
 
 async def latency_buckets(db: Executor, device_id: int, since: datetime, bucket: timedelta) -> list[Bucket]:

@@ -22,12 +22,13 @@ from dataclasses import fields
 import asyncpg
 from redis.asyncio import Redis
 
-from iot import devices, tenants, waiting
+from iot import waiting
 from iot.db import create_pool
-from iot.devices import DeviceSpec
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.log import log_fields, setup_logging
 from iot.names import slug_problem
+from iot.repo import devices, tenants
+from iot.repo.devices import DeviceSpec
 from iot.service import load_settings
 from iot.settings import SeedSettings
 from iot.tokens import token_hash

@@ -11,16 +11,15 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
 from iot.egress import EgressPolicy
+from iot.http_server import Listener, serve
 from iot.log import log_fields, setup_logging
 from iot.monitor.app import build_app, build_metrics_app
 from iot.monitor.consumer import CheckConsumer
 from iot.monitor.heartbeat import Canary, Heartbeat, parse_canaries
 from iot.monitor.metrics import MonitorMetrics
 from iot.monitor.probes import Prober, ProbeSetupError, split_host_port
-from iot.service import ListenError, load_settings, redis_client
+from iot.service import load_settings, redis_client
 from iot.settings import MonitorSettings
 from iot.waiting import StartupError, wait_for_redis
 
@@ -57,13 +56,11 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     separate_metrics = settings.metrics_port > 0
-    runner = web.AppRunner(build_app(metrics, heartbeat, instance, with_metrics=not separate_metrics),
-                           access_log=None)
-    runners = [(runner, "APP_PORT", settings.app_port)]
+    listeners = [Listener(build_app(metrics, heartbeat, instance, with_metrics=not separate_metrics), "APP_PORT",
+                          settings.app_port)]
     if separate_metrics:
-        runners.append((web.AppRunner(build_metrics_app(metrics), access_log=None), "METRICS_PORT",
-                        settings.metrics_port))
-    await _listen(runners, settings.app_host)
+        listeners.append(Listener(build_metrics_app(metrics), "METRICS_PORT", settings.metrics_port))
+    servers = await serve(settings.app_host, *listeners)
     log_fields(logger, logging.INFO, "monitor started", region=settings.region, instance=instance,
                source_address=settings.monitor_source_address, port=settings.app_port,
                metrics_port=settings.metrics_port or settings.app_port, canaries=len(canaries))
@@ -74,8 +71,7 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
         stop.set()
         await beating
         await heartbeat.leave()
-        for each, _, _ in runners:
-            await each.cleanup()
+        await servers.close()
         await prober.close()
         await client.aclose()
         log_fields(logger, logging.INFO, "monitor stopped", region=settings.region, instance=instance)
@@ -96,20 +92,6 @@ def canary_problems(canaries: list[Canary], egress: EgressPolicy) -> list[str]:
             problems.append(f"CANARIES {canary.target!r}: {problem}, which the egress policy refuses; use "
                             "public canaries, or list the network in EGRESS_ALLOW_CIDRS")
     return problems
-
-
-async def _listen(runners: list[tuple[web.AppRunner, str, int]], host: str) -> None:
-    """Start every listener, or none: a port in use stops the monitor naming the variable."""
-    for index, (runner, variable, port) in enumerate(runners):
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as exc:
-            for started, _, _ in runners[: index + 1]:
-                await started.cleanup()
-            raise ListenError(
-                f"cannot listen on APP_HOST {host} {variable} {port}: {exc.strerror or exc}; choose a free port"
-            ) from exc
 
 
 def main(argv: list[str]) -> int:

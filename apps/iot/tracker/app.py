@@ -37,7 +37,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url.get_secret_value(), min_size=2, max_size=20)
         redis = Redis.from_url(settings.redis_url.get_secret_value())
-        writer = MetricWriter(pool, redis)
+        writer = MetricWriter(pool)
         writer.start()
         app.state.pool, app.state.redis, app.state.writer = pool, redis, writer
         app.state.device_tokens = DeviceTokenCache(pool)

@@ -19,8 +19,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from iot.devices import IngestDevice, device_by_token
-from iot.tenants import Tenant, tenant_by_api_key
+from iot.repo.devices import IngestDevice, device_by_token
+from iot.repo.tenants import Tenant, tenant_by_api_key
 from iot.tokens import token_hash
 
 bearer = HTTPBearer(auto_error=False, description="Tenant API key, device token or admin token, by endpoint.")

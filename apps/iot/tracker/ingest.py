@@ -3,8 +3,7 @@
 Requests hand their points to one background task and wait for the commit, so the client's 200 means
 "stored". While one batch is being written, the next requests queue up and go out together in a single
 COPY, so throughput grows with load instead of costing one transaction per request. Last-seen times go
-to Postgres (`devices.last_seen_at`, which the worker's silence watch reads) in the same transaction,
-and then to the Redis hash `devices:last_seen` (a cache for readers; nothing in this repo reads it yet).
+to Postgres (`devices.last_seen_at`, which the worker's silence watch reads) in the same transaction.
 
 A batch mixes tenants, so one bad submission must not fail the others: when Postgres refuses a value
 (the API validates first; this is the last line), the batch is split in halves and each half retried,
@@ -22,12 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from iot.errors import REFUSED_BY_DATABASE, InputError, refused_by_database
 from iot.log import log_fields
-from iot.protocol import DEVICE_LAST_SEEN_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +51,8 @@ class IngestUnavailable(RuntimeError):
 
 
 class MetricWriter:
-    def __init__(self, pool: asyncpg.Pool, redis: Redis, *, max_batch_points: int = 50_000, flushers: int = 2) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, max_batch_points: int = 50_000, flushers: int = 2) -> None:
         self._pool = pool
-        self._redis = redis
         self._max_batch_points = max_batch_points
         self._queue: deque[_Submission] = deque()
         self._wake = asyncio.Event()
@@ -131,7 +126,6 @@ class MetricWriter:
             await self._store_isolating(batch[:half])
             await self._store_isolating(batch[half:])
             return
-        await self._mark_seen_in_redis(batch)
         for sub in batch:
             if not sub.done.done():
                 sub.done.set_result(len(sub.points))
@@ -164,14 +158,6 @@ class MetricWriter:
             elif not sub.done.done():
                 sub.done.set_result(0)
         return kept
-
-    async def _mark_seen_in_redis(self, batch: list[_Submission]) -> None:
-        seen = {str(sub.device_id): sub.seen_at.timestamp() for sub in batch}
-        try:
-            await self._redis.hset(DEVICE_LAST_SEEN_KEY, mapping=seen)
-        except RedisError as exc:
-            # Postgres has the truth (devices.last_seen_at); the hash catches up on the next point.
-            log_fields(logger, logging.WARNING, "could not update last-seen in Redis", error=str(exc))
 
     def _fail(self, batch: list[_Submission], exc: Exception) -> None:
         log_fields(logger, logging.ERROR, "metric batch not stored", error=f"{type(exc).__name__}: {exc}",

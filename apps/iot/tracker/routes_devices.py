@@ -6,10 +6,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
-from iot import devices
-from iot.devices import DeviceQuery, DeviceSpec
+from iot import repo
 from iot.errors import InputError
 from iot.inputs import CursorText, Id, Label, Offset, SearchText
+from iot.repo import device_list, devices, incidents, regions
+from iot.repo.device_list import DeviceQuery
+from iot.repo.devices import DeviceSpec
 from iot.tracker.auth import AuthenticateFirst, TenantAuth
 from iot.tracker.schemas import (
     DeviceCreateBody,
@@ -81,7 +83,7 @@ async def list_devices(
     parent_id: Annotated[Id | None, Query(description="Only children of this gateway.")] = None,
     sort: Literal["id", "name", "state", "latency"] = "id",
     order: Literal["asc", "desc"] = "asc",
-    limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 100,
+    limit: Annotated[int, Query(ge=1, le=repo.MAX_PAGE)] = 100,
     offset: Annotated[Offset, Query()] = 0,
     cursor: Annotated[CursorText | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> DevicePageOut:
@@ -89,7 +91,7 @@ async def list_devices(
     query = DeviceQuery(state=state, kind=kind, region=region, region_state=region_state, text=q,
                         parent_id=parent_id, sort=sort, descending=order == "desc", limit=limit,
                         offset=offset, cursor=cursor)
-    page = await devices.list_devices(request.app.state.pool, tenant.id, query)
+    page = await device_list.list_devices(request.app.state.pool, tenant.id, query)
     return DevicePageOut(items=[DeviceOut.model_validate(d) for d in page.items], total=page.total,
                          next_cursor=page.next_cursor)
 
@@ -148,10 +150,10 @@ async def list_incidents(
     device_id: Annotated[Id | None, Query()] = None,
     open: Annotated[bool, Query(description="Only unresolved incidents.")] = False,  # noqa: A002
     before: Annotated[Id | None, Query(description="Incidents older than this id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 50,
+    limit: Annotated[int, Query(ge=1, le=repo.MAX_PAGE)] = 50,
 ) -> IncidentPageOut:
     """Incidents newest first; a foreign or unknown device_id simply has none."""
-    items = await devices.list_incidents(request.app.state.pool, tenant.id, device_id=device_id,
+    items = await incidents.list_incidents(request.app.state.pool, tenant.id, device_id=device_id,
                                          open_only=open, before_id=before, limit=limit)
     return IncidentPageOut(items=[IncidentOut.model_validate(i) for i in items],
                            next_before=items[-1].id if len(items) == limit else None)
@@ -160,4 +162,5 @@ async def list_incidents(
 @router.get("/regions", response_model=list[RegionOut], tags=["regions"])
 async def list_regions(tenant: TenantAuth, request: Request) -> list[RegionOut]:
     """The monitor regions and their health."""
-    return [RegionOut.model_validate(r) for r in await devices.list_regions(request.app.state.pool)]
+    return [RegionOut.model_validate(r) for r in await regions.list_regions(request.app.state.pool,
+                                                                          request.app.state.redis)]

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Request
 
-from iot.devices import IngestDevice
 from iot.errors import InputError
+from iot.repo.devices import IngestDevice
 from iot.tracker.auth import AuthenticateFirst, DeviceAuth
 from iot.tracker.ingest import IngestUnavailable
 from iot.tracker.schemas import ErrorOut, IngestOut, MetricPoint, MetricsBody

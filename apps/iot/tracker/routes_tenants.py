@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from iot import devices, quotas, tenants
+from iot import quotas, repo
 from iot.inputs import Id, Slug
+from iot.repo import devices, tenants, webhooks
 from iot.tracker.auth import AdminAuth, AuthenticateFirst, TenantAuth
 from iot.tracker.schemas import (
     ApiKeyOut,
@@ -85,7 +86,7 @@ async def set_webhook(body: WebhookIn, tenant: TenantAuth, request: Request) -> 
     """Where state changes and incidents are POSTed, signed `t=<unix>,v1=<HMAC-SHA256 of "<t>.<body>">` under
     `secret` (and under the previous secret too while it is still valid)."""
     state = request.app.state
-    settings = await tenants.set_webhook(state.pool, tenant.id, body.url, body.secret, egress=state.egress,
+    settings = await webhooks.set_webhook(state.pool, tenant.id, body.url, body.secret, egress=state.egress,
                                          previous_secret_valid_s=body.previous_secret_valid_s)
     return WebhookOut(url=settings.url, secret=settings.secret,
                       previous_secret_expires_at=settings.previous_secret_expires_at)
@@ -93,7 +94,7 @@ async def set_webhook(body: WebhookIn, tenant: TenantAuth, request: Request) -> 
 
 @router.get("/webhook", response_model=WebhookOut, tags=["webhooks"])
 async def get_webhook(tenant: TenantAuth, request: Request) -> WebhookOut:
-    settings = await tenants.get_webhook(request.app.state.pool, tenant.id)
+    settings = await webhooks.get_webhook(request.app.state.pool, tenant.id)
     return WebhookOut(url=settings.url, secret=settings.secret,
                       previous_secret_expires_at=settings.previous_secret_expires_at)
 
@@ -104,10 +105,10 @@ async def list_deliveries(
     request: Request,
     status: Literal["pending", "delivered", "failed"] | None = None,
     before: Annotated[Id | None, Query(description="Deliveries older than this id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=devices.MAX_PAGE)] = 50,
+    limit: Annotated[int, Query(ge=1, le=repo.MAX_PAGE)] = 50,
 ) -> DeliveryPageOut:
     """Delivery history, newest first."""
-    items = await devices.list_webhook_deliveries(
+    items = await webhooks.list_webhook_deliveries(
         request.app.state.pool, tenant.id, status=status, before_id=before, limit=limit
     )
     return DeliveryPageOut(

@@ -19,10 +19,10 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from aiohttp import web
 from redis.exceptions import RedisError
 
 from iot import db, protocol, waiting
+from iot.http_server import Listener, serve
 from iot.log import log_fields, setup_logging
 from iot.service import ListenError, StartupError, load_settings, redis_client
 from iot.settings import WorkerSettings
@@ -170,16 +170,7 @@ async def run(settings: WorkerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_app(service.status), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, settings.app_host, settings.app_port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ListenError(
-            f"cannot listen on APP_HOST {settings.app_host} APP_PORT {settings.app_port}: {exc.strerror or exc}; "
-            "choose a free port"
-        ) from exc
+    servers = await serve(settings.app_host, Listener(build_app(service.status), "APP_PORT", settings.app_port))
     log_fields(logger, logging.INFO, "worker started", instance=service.instance, port=settings.app_port)
     # Every worker delivers webhooks (rows are claimed with SKIP LOCKED), leader or standby.
     sender = asyncio.create_task(service.webhooks.run(stop))
@@ -188,7 +179,7 @@ async def run(settings: WorkerSettings) -> None:
     finally:
         stop.set()
         await sender
-        await runner.cleanup()
+        await servers.close()
         await pool.close()
         await client.aclose()
         log_fields(logger, logging.INFO, "worker stopped", instance=service.instance)

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from iot import tenants
 from iot.dashboard.context import Form, TenantAnonymous
 from iot.dashboard.session import COOKIE_NAME, MAX_AGE_SECONDS
+from iot.repo import tenants
 from iot.tokens import token_hash
 
 router = APIRouter()

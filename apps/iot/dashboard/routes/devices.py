@@ -11,13 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from iot import devices
 from iot.dashboard import csv_import, queries
 from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, Id, text_problem
+from iot.repo import devices, incidents
+from iot.repo.device_list import DeviceQuery, list_devices
 
 router = APIRouter()
 
@@ -63,9 +64,9 @@ class ListParams:
                   "dir": self.dir, "page": self.page, **override}
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
-    def device_query(self) -> devices.DeviceQuery:
+    def device_query(self) -> DeviceQuery:
         # With a region chosen, the state filter asks for that region's view of the device.
-        return devices.DeviceQuery(
+        return DeviceQuery(
             state=self.state or None if not self.region else None,
             region=self.region or None,
             region_state=self.state or None if self.region else None,
@@ -78,7 +79,7 @@ class ListParams:
 
 
 async def list_values(ctx: TenantRequest, params: ListParams) -> dict[str, object]:
-    result = await devices.list_devices(ctx.db, ctx.tenant.id, params.device_query())
+    result = await list_devices(ctx.db, ctx.tenant.id, params.device_query())
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
     return {"params": params, "devices": result.items, "total": result.total, "pages": pages}
 
@@ -183,7 +184,7 @@ async def _detail_values(ctx: TenantRequest, device_id: Id) -> dict[str, object]
     return {
         "device": detail.device,
         "region_states": detail.regions,
-        "incidents": await devices.list_incidents(ctx.db, ctx.tenant.id, device_id=device_id, limit=20),
+        "incidents": await incidents.list_incidents(ctx.db, ctx.tenant.id, device_id=device_id, limit=20),
     }
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from iot import devices
 from iot.dashboard import queries
 from iot.dashboard.context import Tenant, TenantRequest
+from iot.repo import devices, incidents
 
 router = APIRouter()
 
@@ -18,7 +18,7 @@ async def overview_values(ctx: TenantRequest) -> dict[str, object]:
         "counts": counts,
         "total": sum(counts.values()),
         "regions": await queries.region_health(ctx.db, ctx.services.redis),
-        "incidents": await devices.list_incidents(ctx.db, ctx.tenant.id, limit=10),
+        "incidents": await incidents.list_incidents(ctx.db, ctx.tenant.id, limit=10),
     }
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from iot import devices, tenants
 from iot.dashboard.context import Form, Tenant, TenantRequest
 from iot.dashboard.routes.auth import set_session_cookie
 from iot.errors import InputError
+from iot.repo import tenants, webhooks
 from iot.tokens import token_hash
 
 router = APIRouter()
 
 
 async def _settings_page(request: Request, ctx: TenantRequest, status_code: int = 200, **values: object) -> Response:
-    webhook = await tenants.get_webhook(ctx.db, ctx.tenant.id)
-    deliveries = await devices.list_webhook_deliveries(ctx.db, ctx.tenant.id, limit=10)
+    webhook = await webhooks.get_webhook(ctx.db, ctx.tenant.id)
+    deliveries = await webhooks.list_webhook_deliveries(ctx.db, ctx.tenant.id, limit=10)
     values = {"error": None, "notice": None, "new_api_key": None, "form": {}, **values}
     return ctx.render(request, "settings.html", status_code=status_code, page="settings", webhook=webhook,
                       deliveries=deliveries, tracker_url=ctx.services.settings.tracker_public_url, **values)
@@ -32,7 +32,7 @@ async def save_webhook(request: Request, ctx: Tenant, form: Form) -> Response:
     url = str(form.get("webhook_url") or "").strip()
     secret = str(form.get("webhook_secret") or "").strip()
     try:
-        await tenants.set_webhook(ctx.db, ctx.tenant.id, url or None, secret or None,
+        await webhooks.set_webhook(ctx.db, ctx.tenant.id, url or None, secret or None,
                                   egress=ctx.services.settings.egress_policy())
     except InputError as exc:
         return await _settings_page(request, ctx, status_code=422, form=form,

@@ -1,21 +1,20 @@
-"""Device repository: create (bulk), list, read, update, delete, ingest-token lookup, incidents, webhooks.
+"""Device repository: specs and their validation, create (bulk), update, delete, ingest tokens, one
+device's detail, state counts.
 
-Used by the tracker API and the dashboard. Every function takes the tenant id, and every query filters
-on it, so one tenant can never reach another tenant's rows: a foreign id behaves exactly like a missing
-one. Callers that change devices must call `notify_devices_changed` so the worker reloads its table.
+Used by the tracker API and the dashboard (the device list is `repo.device_list`). Every function takes
+the tenant id, and every query filters on it, so one tenant can never reach another tenant's rows: a
+foreign id behaves exactly like a missing one. Callers that change devices must call
+`notify_devices_changed` so the worker reloads its table.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import ipaddress
-import json
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -24,28 +23,18 @@ from redis.asyncio import Redis
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.errors import Conflict, InputError
 from iot.inputs import (
-    DNS_LABEL,
-    INT8_MAX,
-    MAX_LABEL,
     MAX_NAME,
-    MAX_SEARCH,
-    control_character_problem,
     id_problem,
     target_text_problem,
     text_problem,
 )
 from iot.protocol import DEVICES_VERSION_KEY
 from iot.quotas import DEFAULT_QUOTAS, Quotas, Usage, admit, check_rate, effective, locked_usage
+from iot.repo._db import Executor, connection
 from iot.tokens import DEVICE_TOKEN_PREFIX, new_token, token_hash
-
-Executor = asyncpg.Connection | asyncpg.Pool
 
 KINDS = ("http", "tcp", "icmp", "push")
 STATES = ("up", "down", "degraded", "unknown")
-SORTS = ("id", "name", "state", "latency")
-# Sorting by state shows the worst first.
-STATE_SEVERITY = ("down", "degraded", "unknown", "up")
-MAX_PAGE = 1000
 
 DEVICE_COLUMNS = (
     "d.id, d.tenant_id, d.name, d.kind, d.target, d.interval_s, d.timeout_ms, d.grace_s, d.parent_id, "
@@ -56,23 +45,6 @@ DEVICE_COLUMNS = (
 LATENCY_EXPR = (
     "(SELECT avg(r.last_latency_ms) FROM device_region_state r WHERE r.device_id = d.id AND r.last_ok)"
 )
-# The same mean for every device of tenant $1, aggregated in one pass. A latency sort joins this (as `lat`)
-# instead of running LATENCY_EXPR once per row it sorts or skips (10,000+ subplans at 10,000 devices).
-TENANT_LATENCY = """
-SELECT r.device_id, avg(r.last_latency_ms) AS latency_ms
-FROM device_region_state r JOIN devices t ON t.id = r.device_id
-WHERE t.tenant_id = $1 AND r.last_ok
-GROUP BY r.device_id
-"""
-SORT_EXPRESSIONS = {
-    "id": "d.id",
-    "name": "d.name",
-    "state": "array_position(ARRAY['down','degraded','unknown','up'], d.state)",
-    # NULL (never measured) sorts as slowest, and stays comparable for the keyset cursor.
-    "latency": "coalesce(lat.latency_ms, 'Infinity'::float8)",
-}
-# Joins a sort expression needs (the page-id query of `list_devices` only).
-SORT_JOINS = {"latency": f"LEFT JOIN ({TENANT_LATENCY}) lat ON lat.device_id = d.id"}
 
 INSERT_DEVICES = """
 INSERT INTO devices (tenant_id, name, kind, target, interval_s, timeout_ms, grace_s, parent_id, enabled,
@@ -113,25 +85,6 @@ FROM devices d LEFT JOIN tenant_quotas q ON q.tenant_id = d.tenant_id
 WHERE d.token_hash = $1
 """
 SELECT_STATE_COUNTS = "SELECT state, count(*) AS n FROM devices WHERE tenant_id = $1 GROUP BY state"
-SELECT_INCIDENTS = """
-SELECT i.id, i.device_id, d.name AS device_name, i.kind, i.summary, i.details, i.cause_device_id,
-       i.opened_at, i.resolved_at
-FROM incidents i JOIN devices d ON d.id = i.device_id
-WHERE i.tenant_id = $1
-  AND ($2::bigint IS NULL OR i.device_id = $2)
-  AND (NOT $3::bool OR i.resolved_at IS NULL)
-  AND ($4::bigint IS NULL OR i.id < $4)
-ORDER BY i.id DESC
-LIMIT $5
-"""
-SELECT_DELIVERIES = """
-SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status_code, last_error,
-       created_at, delivered_at, payload
-FROM webhook_deliveries
-WHERE tenant_id = $1 AND ($2::bigint IS NULL OR id < $2) AND ($3::text IS NULL OR status = $3)
-ORDER BY id DESC
-LIMIT $4
-"""
 
 # Matched with `fullmatch` (`$` would let "host\n" through).
 HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
@@ -225,56 +178,6 @@ class IngestDevice:
     points_per_second: float | None = None  # the tenant's override of QUOTA_POINTS_PER_SECOND
 
 
-@dataclass(slots=True)
-class DeviceQuery:
-    state: str | None = None
-    kind: str | None = None
-    region: str | None = None
-    region_state: str | None = None  # with `region`: that region's view of the device
-    text: str | None = None  # substring of name or target
-    parent_id: int | None = None
-    sort: Literal["id", "name", "state", "latency"] = "id"
-    descending: bool = False
-    limit: int = 100
-    offset: int = 0
-    cursor: str | None = None  # from DevicePage.next_cursor; continues the same sort
-
-
-@dataclass(frozen=True, slots=True)
-class DevicePage:
-    items: list[Device]
-    total: int
-    next_cursor: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Incident:
-    id: int
-    device_id: int
-    device_name: str
-    kind: str
-    summary: str
-    details: dict[str, Any]
-    cause_device_id: int | None
-    opened_at: datetime
-    resolved_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookDelivery:
-    id: int
-    event_id: str
-    event_type: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
 # --- validation -------------------------------------------------------------------------------------
 
 
@@ -366,15 +269,6 @@ def _check_spec(spec: DeviceSpec, prefix: str) -> None:
         raise InputError(f"{prefix}parent_id", id_problem(spec.parent_id))
 
 
-@contextlib.asynccontextmanager
-async def _connection(db: Executor) -> AsyncIterator[asyncpg.Connection]:
-    if isinstance(db, asyncpg.Pool):
-        async with db.acquire() as conn:
-            yield conn
-    else:
-        yield db
-
-
 # --- writes -----------------------------------------------------------------------------------------
 
 
@@ -401,7 +295,7 @@ async def create_devices(
         seen[spec.name] = i
     await _check_egress(egress, specs, lambda i: f"{item(i)}target")
     tokens = [new_token(DEVICE_TOKEN_PREFIX) for _ in specs]
-    async with _connection(db) as conn, conn.transaction():
+    async with connection(db) as conn, conn.transaction():
         before = await locked_usage(conn, tenant_id)
         added_rate = sum(check_rate(s.kind, s.interval_s, s.enabled) for s in specs)
         admit(await effective(conn, tenant_id, quotas), before,
@@ -444,7 +338,7 @@ async def update_device(
         raise InputError(sorted(unknown)[0], f"cannot be changed; editable fields: {', '.join(sorted(EDITABLE_FIELDS))}")
     if id_problem(device_id):
         return None  # no row can have this id
-    async with _connection(db) as conn, conn.transaction():
+    async with connection(db) as conn, conn.transaction():
         row = await conn.fetchrow(SELECT_DEVICE_FOR_UPDATE, tenant_id, device_id)
         if row is None:
             return None
@@ -517,7 +411,7 @@ async def notify_devices_changed(redis: Redis) -> None:
 async def get_device(db: Executor, tenant_id: int, device_id: int) -> DeviceDetail | None:
     if id_problem(device_id):
         return None
-    async with _connection(db) as conn:
+    async with connection(db) as conn:
         row = await conn.fetchrow(SELECT_DEVICE, tenant_id, device_id)
         if row is None:
             return None
@@ -535,168 +429,3 @@ async def state_counts(db: Executor, tenant_id: int) -> dict[str, int]:
     for row in await db.fetch(SELECT_STATE_COUNTS, tenant_id):
         counts[row["state"]] = row["n"]
     return counts
-
-
-def _encode_cursor(sort: str, value: Any, device_id: int) -> str:
-    raw = json.dumps([sort, value, device_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and -INT8_MAX <= value <= INT8_MAX
-
-
-# What a sort key in a cursor may be: a forged cursor gets a 422, never a database type error.
-_CURSOR_VALUE_OK: dict[str, Any] = {
-    "id": _is_int,
-    "state": _is_int,
-    "name": lambda v: isinstance(v, str) and text_problem(v, MAX_NAME) is None,
-    "latency": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
-}
-
-
-def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        cursor_sort, value, device_id = json.loads(base64.urlsafe_b64decode(padded))
-        if cursor_sort != sort or not _is_int(device_id) or not _CURSOR_VALUE_OK[sort](value):
-            raise ValueError
-    except (ValueError, TypeError) as exc:
-        raise InputError("cursor", "not a cursor from a previous page with the same sort; start without it") from exc
-    if sort == "latency" and value is None:
-        value = float("inf")
-    return value, device_id
-
-
-async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> DevicePage:
-    """One page of the tenant's devices, filtered and sorted; `total` counts all matches.
-
-    The one device-list query: the tracker's GET /v1/devices and the dashboard's list page both call it.
-    """
-    if query.sort not in SORTS:
-        raise InputError("sort", f"{query.sort!r} is not one of {', '.join(SORTS)}")
-    if query.state is not None and query.state not in STATES:
-        raise InputError("state", f"{query.state!r} is not one of {', '.join(STATES)}")
-    if query.region_state is not None and query.region_state not in STATES:
-        raise InputError("region_state", f"{query.region_state!r} is not one of {', '.join(STATES)}")
-    if query.region_state is not None and query.region is None:
-        raise InputError("region_state", "needs `region` (whose view of the device to filter on)")
-    if query.kind is not None and query.kind not in KINDS:
-        raise InputError("kind", f"{query.kind!r} is not one of {', '.join(KINDS)}")
-    if not 1 <= query.limit <= MAX_PAGE:
-        raise InputError("limit", f"must be between 1 and {MAX_PAGE}")
-    if query.offset < 0:
-        raise InputError("offset", "must be >= 0")
-    if query.cursor and query.offset:
-        raise InputError("offset", "use either cursor or offset, not both")
-    if query.offset > INT8_MAX:
-        raise InputError("offset", f"must be at most {INT8_MAX}")
-    if query.parent_id is not None and id_problem(query.parent_id):
-        raise InputError("parent_id", id_problem(query.parent_id))
-    if query.text is not None and text_problem(query.text, MAX_SEARCH):
-        raise InputError("q", text_problem(query.text, MAX_SEARCH))
-    if query.region is not None and (len(query.region) > MAX_LABEL or not DNS_LABEL.fullmatch(query.region)):
-        raise InputError("region", control_character_problem(query.region) or "must be a region name (one DNS label)")
-
-    params: list[Any] = [tenant_id]
-    where = ["d.tenant_id = $1"]
-
-    def param(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    if query.state:
-        where.append(f"d.state = {param(query.state)}")
-    if query.kind:
-        where.append(f"d.kind = {param(query.kind)}")
-    if query.parent_id is not None:
-        where.append(f"d.parent_id = {param(query.parent_id)}")
-    if query.text:
-        pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        p = param(pattern)
-        where.append(f"(d.name ILIKE {p} OR coalesce(d.target, '') ILIKE {p})")
-    if query.region:
-        region_filter = f"r.device_id = d.id AND r.region = {param(query.region)}"
-        if query.region_state:
-            region_filter += f" AND r.state = {param(query.region_state)}"
-        where.append(f"EXISTS (SELECT 1 FROM device_region_state r WHERE {region_filter})")
-
-    async with _connection(db) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM devices d WHERE {' AND '.join(where)}", *params)
-        sort_expr = SORT_EXPRESSIONS[query.sort]
-        if query.cursor:
-            value, after_id = _decode_cursor(query.cursor, query.sort)
-            op = "<" if query.descending else ">"
-            where.append(f"({sort_expr}, d.id) {op} ({param(value)}, {param(after_id)})")
-        direction = "DESC" if query.descending else "ASC"
-        # The page's ids first (sorting and skipping touch only ids and sort keys), then full rows, with
-        # the per-device latency subquery, for those ids alone; one statement, so one snapshot.
-        page_ids = (
-            f"SELECT d.id, {sort_expr} AS sort_key FROM devices d {SORT_JOINS.get(query.sort, '')} "
-            f"WHERE {' AND '.join(where)} "
-            f"ORDER BY {sort_expr} {direction}, d.id {direction} "
-            f"LIMIT {param(query.limit + 1)} OFFSET {param(query.offset)}"
-        )
-        sql = (
-            f"SELECT {DEVICE_COLUMNS}, {LATENCY_EXPR} AS latency_ms, page.sort_key "
-            f"FROM ({page_ids}) page JOIN devices d ON d.id = page.id "
-            f"WHERE d.tenant_id = $1 "
-            f"ORDER BY page.sort_key {direction}, page.id {direction}"
-        )
-        rows = await conn.fetch(sql, *params)
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    items = [Device.from_record({k: v for k, v in r.items() if k != "sort_key"}) for r in rows]
-    next_cursor = None
-    if more and rows:
-        last_key = rows[-1]["sort_key"]
-        if isinstance(last_key, float) and last_key == float("inf"):
-            last_key = None
-        next_cursor = _encode_cursor(query.sort, last_key, rows[-1]["id"])
-    return DevicePage(items, total, next_cursor)
-
-
-def _check_ids(**ids: int | None) -> None:
-    for name, value in ids.items():
-        if value is not None and id_problem(value):
-            raise InputError(name, id_problem(value))
-
-
-async def list_incidents(
-    db: Executor, tenant_id: int, *, device_id: int | None = None, open_only: bool = False,
-    before_id: int | None = None, limit: int = 50,
-) -> list[Incident]:
-    """Newest first; page with `before_id` = the last id of the previous page."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise InputError("limit", f"must be between 1 and {MAX_PAGE}")
-    _check_ids(device_id=device_id, before=before_id)
-    rows = await db.fetch(SELECT_INCIDENTS, tenant_id, device_id, open_only, before_id, limit)
-    return [Incident(**dict(r)) for r in rows]
-
-
-async def list_webhook_deliveries(
-    db: Executor, tenant_id: int, *, status: str | None = None, before_id: int | None = None, limit: int = 50
-) -> list[WebhookDelivery]:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InputError("limit", f"must be between 1 and {MAX_PAGE}")
-    if status is not None and status not in ("pending", "delivered", "failed"):
-        raise InputError("status", "must be pending, delivered or failed")
-    _check_ids(before=before_id)
-    rows = await db.fetch(SELECT_DELIVERIES, tenant_id, before_id, status, limit)
-    return [WebhookDelivery(**dict(r)) for r in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class Region:
-    name: str
-    healthy: bool
-    reason: str | None
-    last_heartbeat_at: datetime | None
-
-
-SELECT_REGIONS = "SELECT name, healthy, reason, last_heartbeat_at FROM regions ORDER BY name"
-
-
-async def list_regions(db: Executor) -> list[Region]:
-    """Monitor regions as the worker sees them (unhealthy regions are left out of every quorum)."""
-    return [Region(**dict(r)) for r in await db.fetch(SELECT_REGIONS)]

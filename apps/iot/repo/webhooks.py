@@ -1,34 +1,19 @@
-"""Tenant repository: creation, API-key lookup and rotation, webhook settings.
-
-Used by the tracker and the dashboard. API keys are returned once at creation/rotation; only their
-sha256 is stored.
-"""
+"""Webhook repository: a tenant's webhook settings (URL, signing secrets and their rotation) and the
+log of its deliveries, newest first. The worker's outbox (`worker.webhooks`) sends them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
-
 from iot.egress import PUBLIC_ONLY, EgressPolicy
-from iot.errors import Conflict, InputError
-from iot.inputs import MAX_NAME, MAX_SECRET, MIN_SECRET, target_text_problem, text_problem
-from iot.names import slug_problem
-from iot.tokens import TENANT_KEY_PREFIX, new_token, new_webhook_secret, token_hash
+from iot.errors import InputError
+from iot.inputs import MAX_SECRET, MIN_SECRET, target_text_problem, text_problem
+from iot.repo._db import Executor, check_ids, check_page_limit
+from iot.tokens import new_webhook_secret
 
-Executor = asyncpg.Connection | asyncpg.Pool
-
-INSERT_TENANT = """
-INSERT INTO tenants (slug, name, api_key_hash) VALUES ($1, $2, $3)
-ON CONFLICT (slug) DO NOTHING
-RETURNING id, slug, name, webhook_url, created_at
-"""
-SELECT_TENANT_BY_KEY_HASH = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE api_key_hash = $1"
-SELECT_TENANT_BY_SLUG = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE slug = $1"
-SELECT_TENANT_BY_ID = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE id = $1"
-UPDATE_API_KEY = "UPDATE tenants SET api_key_hash = $2 WHERE id = $1"
 # A changed secret becomes the previous one, valid $4 more seconds (0: not at all); the same secret again
 # leaves a running rotation alone.
 UPDATE_WEBHOOK = """
@@ -55,19 +40,14 @@ FROM tenants WHERE id = $1
 # How long a replaced webhook secret keeps signing deliveries, unless the tenant says otherwise.
 PREVIOUS_SECRET_VALID_S = 86400
 MAX_PREVIOUS_SECRET_VALID_S = 7 * 86400
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    id: int
-    slug: str
-    name: str
-    webhook_url: str | None
-    created_at: datetime
-
-    @classmethod
-    def from_record(cls, row: asyncpg.Record) -> Tenant:
-        return cls(row["id"], row["slug"], row["name"], row["webhook_url"], row["created_at"])
+SELECT_DELIVERIES = """
+SELECT id, event_id, event_type, status, attempts, next_attempt_at, last_status_code, last_error,
+       created_at, delivered_at, payload
+FROM webhook_deliveries
+WHERE tenant_id = $1 AND ($2::bigint IS NULL OR id < $2) AND ($3::text IS NULL OR status = $3)
+ORDER BY id DESC
+LIMIT $4
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,43 +57,19 @@ class WebhookSettings:
     previous_secret_expires_at: datetime | None = None  # deliveries are signed with both until then
 
 
-async def create_tenant(
-    db: Executor, slug: str, name: str = "", *, monitor_names: frozenset[str] = frozenset()
-) -> tuple[Tenant, str]:
-    """Create a tenant; return it with its API key (the only time the key is visible)."""
-    problem = slug_problem(slug, monitor_names)
-    if problem:
-        raise InputError("slug", problem)
-    problem = text_problem(name, MAX_NAME)
-    if problem:
-        raise InputError("name", problem)
-    api_key = new_token(TENANT_KEY_PREFIX)
-    row = await db.fetchrow(INSERT_TENANT, slug, name or slug, token_hash(api_key))
-    if row is None:
-        raise Conflict("slug", f"slug {slug!r} is already taken; choose another name")
-    return Tenant.from_record(row), api_key
-
-
-async def tenant_by_api_key(db: Executor, api_key: str) -> Tenant | None:
-    row = await db.fetchrow(SELECT_TENANT_BY_KEY_HASH, token_hash(api_key))
-    return Tenant.from_record(row) if row else None
-
-
-async def tenant_by_slug(db: Executor, slug: str) -> Tenant | None:
-    row = await db.fetchrow(SELECT_TENANT_BY_SLUG, slug)
-    return Tenant.from_record(row) if row else None
-
-
-async def tenant_by_id(db: Executor, tenant_id: int) -> Tenant | None:
-    row = await db.fetchrow(SELECT_TENANT_BY_ID, tenant_id)
-    return Tenant.from_record(row) if row else None
-
-
-async def rotate_api_key(db: Executor, tenant_id: int) -> str:
-    """Replace the tenant's API key; the old one stops working at once. Returns the new key."""
-    api_key = new_token(TENANT_KEY_PREFIX)
-    await db.execute(UPDATE_API_KEY, tenant_id, token_hash(api_key))
-    return api_key
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    id: int
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 async def webhook_url_problem(url: str, egress: EgressPolicy) -> str | None:
@@ -167,3 +123,14 @@ async def get_webhook(db: Executor, tenant_id: int) -> WebhookSettings:
     if row is None:
         return WebhookSettings(None, None)
     return WebhookSettings(row["webhook_url"], row["webhook_secret"], row["previous_until"])
+
+
+async def list_webhook_deliveries(
+    db: Executor, tenant_id: int, *, status: str | None = None, before_id: int | None = None, limit: int = 50
+) -> list[WebhookDelivery]:
+    check_page_limit(limit)
+    if status is not None and status not in ("pending", "delivered", "failed"):
+        raise InputError("status", "must be pending, delivered or failed")
+    check_ids(before=before_id)
+    rows = await db.fetch(SELECT_DELIVERIES, tenant_id, before_id, status, limit)
+    return [WebhookDelivery(**dict(r)) for r in rows]

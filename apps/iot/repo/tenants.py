@@ -1,0 +1,72 @@
+"""Tenant repository: creation, API-key lookup and rotation (webhook settings: `repo.webhooks`).
+
+Used by the tracker and the dashboard. API keys are returned once at creation/rotation; only their
+sha256 is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from iot.errors import Conflict, InputError
+from iot.inputs import MAX_NAME, text_problem
+from iot.names import slug_problem
+from iot.repo._db import Executor
+from iot.tokens import TENANT_KEY_PREFIX, new_token, token_hash
+
+INSERT_TENANT = """
+INSERT INTO tenants (slug, name, api_key_hash) VALUES ($1, $2, $3)
+ON CONFLICT (slug) DO NOTHING
+RETURNING id, slug, name, webhook_url, created_at
+"""
+SELECT_TENANT_BY_KEY_HASH = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE api_key_hash = $1"
+SELECT_TENANT_BY_SLUG = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE slug = $1"
+UPDATE_API_KEY = "UPDATE tenants SET api_key_hash = $2 WHERE id = $1"
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: int
+    slug: str
+    name: str
+    webhook_url: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Tenant:
+        return cls(row["id"], row["slug"], row["name"], row["webhook_url"], row["created_at"])
+
+
+async def create_tenant(
+    db: Executor, slug: str, name: str = "", *, monitor_names: frozenset[str] = frozenset()
+) -> tuple[Tenant, str]:
+    """Create a tenant; return it with its API key (the only time the key is visible)."""
+    problem = slug_problem(slug, monitor_names)
+    if problem:
+        raise InputError("slug", problem)
+    problem = text_problem(name, MAX_NAME)
+    if problem:
+        raise InputError("name", problem)
+    api_key = new_token(TENANT_KEY_PREFIX)
+    row = await db.fetchrow(INSERT_TENANT, slug, name or slug, token_hash(api_key))
+    if row is None:
+        raise Conflict("slug", f"slug {slug!r} is already taken; choose another name")
+    return Tenant.from_record(row), api_key
+
+
+async def tenant_by_api_key(db: Executor, api_key: str) -> Tenant | None:
+    row = await db.fetchrow(SELECT_TENANT_BY_KEY_HASH, token_hash(api_key))
+    return Tenant.from_record(row) if row else None
+
+
+async def tenant_by_slug(db: Executor, slug: str) -> Tenant | None:
+    row = await db.fetchrow(SELECT_TENANT_BY_SLUG, slug)
+    return Tenant.from_record(row) if row else None
+
+
+async def rotate_api_key(db: Executor, tenant_id: int) -> str:
+    """Replace the tenant's API key; the old one stops working at once. Returns the new key."""
+    api_key = new_token(TENANT_KEY_PREFIX)
+    await db.execute(UPDATE_API_KEY, tenant_id, token_hash(api_key))
+    return api_key
