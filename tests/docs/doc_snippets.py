@@ -33,6 +33,7 @@ BANNER_VALUES = {
     "SIMULATOR": r"^\s+simulator\s+(\S+)",
     "DEVICE": r"^\s+simulator\s.*devices on (127\.0\.0\.1:\d+)-\d+",
     "WORKER": r"^\s+worker\s+(\S+?)/status",
+    "DASHBOARD": r"^\s+dashboard\s+(\S+?)/?$",
 }
 
 
