@@ -45,7 +45,7 @@ HOST_OFFSET = 10  # node id 1 -> 10.0.1.11, id 2 -> .12, ... (.1 is Hetzner's ga
 # Servers survive config edits: user data, image and keys only matter at first boot.
 SERVER_IGNORE_CHANGES = ["user_data", "image", "ssh_keys"]
 GATE_TIMEOUT = "15m"
-# The leave step dials a node that may be gone: give up after a few attempts (README: Day-2 operations).
+# The leave step dials a node that may be gone: give up after a few attempts (docs/operator-manual.md: Day-2 operations).
 LEAVE_DIAL_ATTEMPTS = 8
 
 

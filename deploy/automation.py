@@ -1,6 +1,6 @@
 """Run preview/up/refresh/destroy/outputs on a stack through the Pulumi Automation API, with guardrails.
 
-Exit codes (also in the README):
+Exit codes (also in docs/operator-manual.md):
   0  nothing to change (preview/up/refresh/destroy) or outputs printed
   2  changes: previewed (preview) or applied (up, refresh, destroy)
   3  refused: a guardrail (protected resource deleted/replaced without --allow-replace, destroy of prod

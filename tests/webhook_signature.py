@@ -1,5 +1,6 @@
-"""The README's webhook verification snippet, loaded from the README itself and used by the tests' webhook
-receivers, so the documented way to verify a delivery is the one the tests prove against real deliveries."""
+"""The API guide's webhook verification snippet (docs/api.md, "Webhooks"), loaded from the page itself and used
+by the tests' webhook receivers, so the documented way to verify a delivery is the one the tests prove against
+real deliveries."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+API_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "api.md"
 
 
 @functools.cache
 def _snippet() -> Callable[..., bool]:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    blocks = re.findall(r"```python\n(.*?)```", API_GUIDE.read_text(), flags=re.DOTALL)
     (code,) = [block for block in blocks if "def verify_webhook(" in block]
     namespace: dict[str, object] = {}
-    exec(compile(code, f"{README}:verify_webhook", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(code, f"{API_GUIDE}:verify_webhook", "exec"), namespace)  # noqa: S102 - our own docs
     return namespace["verify_webhook"]  # type: ignore[return-value]
 
 

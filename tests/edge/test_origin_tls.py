@@ -103,7 +103,7 @@ def test_the_vendored_ca_is_self_signed_names_origin_pull_and_has_not_expired():
     assert f"CN = {CA_SUBJECT_CN}" in shown
     end = re.search(r"notAfter=(.+)", shown).group(1).strip()
     expires = datetime.strptime(end, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
-    # Cloudflare rotates this CA before it expires: when this fails, fetch the new one (README, Edge).
+    # Cloudflare rotates this CA before it expires: when this fails, fetch the new one (docs/operator-manual.md, Edge).
     assert expires > datetime.now(UTC), f"the origin-pull CA expired on {expires:%Y-%m-%d}"
 
 

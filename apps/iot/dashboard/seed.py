@@ -106,7 +106,7 @@ async def seed(settings: SeedSettings) -> dict[str, object]:
         if tenant is None:
             tenant, _ = await tenants.create_tenant(pool, settings.demo_tenant, "Demo fleet",
                                                     monitor_names=settings.monitor_name_set())
-        # A known key, so the README can say which key signs in (the generated one is discarded).
+        # A known key, so the docs can say which key signs in (the generated one is discarded).
         await pool.execute(tenants.UPDATE_API_KEY, tenant.id, token_hash(settings.demo_api_key.get_secret_value()))
         done = await converge_devices(pool, tenant.id, demo_devices(settings), settings.egress_policy())
         if done["devices_created"] or done["devices_updated"] or done["devices_deleted"]:

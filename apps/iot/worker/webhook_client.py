@@ -6,7 +6,7 @@
   is never read, and the connection is closed after the headers, whatever the receiver sends.
 - Errors are fixed texts (`iot.failures`): nothing the receiver sends reaches the tenant.
 - Signature: `X-IoT-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, computed per attempt,
-  one `v1` per valid secret (two during a rotation). Receivers reject stale `t` (README: 5 minutes).
+  one `v1` per valid secret (two during a rotation). Receivers reject stale `t` (docs/api.md: 5 minutes).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from iot.egress import EgressPolicy, EgressResolver
 SIGNATURE_HEADER = "X-IoT-Signature"
 EVENT_HEADER = "X-IoT-Event"
 EVENT_ID_HEADER = "X-IoT-Event-Id"
-# What receivers are told to accept (README); documented here because the signature format defines it.
+# What receivers are told to accept (docs/api.md); documented here because the signature format defines it.
 TOLERANCE_S = 300
 
 
