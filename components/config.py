@@ -281,25 +281,25 @@ def _bool(raw: object, key: str) -> bool:
     raise ConfigError(f"{_key(key)} must be true or false, got {raw!r}; set `pulumi config set {_key(key)} true`")
 
 
-def _int(raw: object, key: str, minimum: int) -> int:
+def _integer(raw: object, key: str, expected: str) -> int:
+    """`raw` as an int (YAML ints or digit strings from the CLI), or a ConfigError saying what is `expected`."""
     if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise ConfigError(f"{_key(key)} must be an integer >= {minimum}, got {raw!r}")
+        raise ConfigError(f"{_key(key)} must be an integer {expected}, got {raw!r}")
     try:
-        value = int(raw)
+        return int(raw)
     except ValueError:
-        raise ConfigError(f"{_key(key)} must be an integer >= {minimum}, got {raw!r}") from None
+        raise ConfigError(f"{_key(key)} must be an integer {expected}, got {raw!r}") from None
+
+
+def _int(raw: object, key: str, minimum: int) -> int:
+    value = _integer(raw, key, f">= {minimum}")
     if value < minimum:
         raise ConfigError(f"{_key(key)} must be >= {minimum}, got {value}; raise it to at least {minimum}")
     return value
 
 
 def _bounded_int(raw: object, key: str, low: int, high: int, unit: str = "") -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise ConfigError(f"{_key(key)} must be an integer between {low} and {high}{unit}, got {raw!r}")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{_key(key)} must be an integer between {low} and {high}{unit}, got {raw!r}") from None
+    value = _integer(raw, key, f"between {low} and {high}{unit}")
     if not low <= value <= high:
         raise ConfigError(
             f"{_key(key)} is {value}{unit}; it must be between {low} and {high}{unit} per instance "

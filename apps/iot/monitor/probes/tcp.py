@@ -14,9 +14,7 @@ from iot.monitor.probes.common import (
     ProbeResult,
     elapsed_ms,
     failed,
-    failed_because,
     prepare_probe_socket,
-    resolve,
     resolve_then,
     split_host_port,
 )
@@ -30,29 +28,10 @@ class TcpProbe:
         self._egress = egress
 
     async def check(self, target: str, timeout_s: float) -> ProbeResult:
-        loop = asyncio.get_running_loop()
-        try:
-            host, port = split_host_port(target)
-            address = await resolve(host, self._egress)
-        except (ValueError, OSError) as exc:
-            return failed_because(exc)
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        prepare_probe_socket(sock)
-        start = time.perf_counter()
-        try:
-            if self._source:
-                sock.bind((self._source, 0))
-            async with asyncio.timeout(timeout_s):
-                await loop.sock_connect(sock, (address, port))
-            return ProbeResult(True, elapsed_ms(start))
-        except TimeoutError:
-            return failed(f"timeout after {timeout_s:g}s")
-        except OSError as exc:
-            return failed(exc.strerror or type(exc).__name__)
-        finally:
-            sock.close()
+        """One check, awaited (canaries, tests); the same code path as `begin`."""
+        future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+        self.begin(target, timeout_s, lambda result: future.done() or future.set_result(result))
+        return await future
 
     def begin(self, target: str, timeout_s: float, done: Done) -> None:
         """Start one connect check; `done(result)` is called once, when it connects, fails or times out.
