@@ -1,7 +1,9 @@
-"""Helpers shared by the long-running services (worker, monitor): settings loading and Redis client."""
+"""Helpers shared by the long-running services: settings loading, the web apps' start-up checks, Redis client."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 from typing import TypeVar
 
@@ -13,6 +15,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from iot import waiting
+from iot.log import log_fields
+from iot.published_secrets import published_secrets_in
 from iot.waiting import StartupError
 
 S = TypeVar("S", bound=BaseSettings)
@@ -34,6 +39,25 @@ def load_settings(cls: type[S]) -> S:
             secret = any(word in name for word in ("URL", "TOKEN", "SECRET", "PASSWORD"))
             lines.append(f"{name}: {err['msg']}" + ("" if secret else f" (got {err.get('input')!r})"))
         sys.exit("invalid configuration:\n  " + "\n  ".join(lines) + "\nsee `iot env` for every variable")
+
+
+def ready_to_serve(service: str, settings: BaseSettings, problem: str | None, logger: logging.Logger) -> int | None:
+    """The start-up the tracker and the dashboard share: refuse unsafe settings (`problem`: exit code 2),
+    warn about published secrets allowed for development, then wait for PostgreSQL and Redis (one line
+    naming the variable, then quiet retries). None when the service may serve."""
+    if problem:
+        log_fields(logger, logging.ERROR, "refusing to start", problem=problem)
+        return 2
+    published = published_secrets_in(settings)
+    if published:
+        log_fields(logger, logging.WARNING, "running with published secrets (ALLOW_DEFAULT_SECRETS): development only",
+                   settings=published)
+    try:
+        asyncio.run(waiting.wait_for(database_url=settings.database_url.get_secret_value(),
+                                     redis_url=settings.redis_url.get_secret_value()))
+    except waiting.StartupError as exc:
+        sys.exit(f"{service} cannot start: {exc}")
+    return None
 
 
 def redis_client(url: str) -> aioredis.Redis:
