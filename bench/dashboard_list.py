@@ -5,7 +5,7 @@
 Starts a throwaway PostgreSQL and Redis (tests/servers.py), migrates, creates one tenant with N devices
 (plus the per-region state the worker keeps, and 1% of them down), starts `iot dashboard` as a real
 process, signs in, then requests the list page sequentially in typical shapes: first page by name, a
-deep page, sorted by state and by latency, filtered by state, by region + state, and by text. For each
+deep page, sorted by state and by latency, filtered by state, by region + state, by text and by tags. For each
 shape it prints p50/p95/max of the full page time as the client sees it (render included), and the
 p95 over all of them.
 
@@ -46,6 +46,8 @@ SHAPES = {
     "filter state=down": "/devices?state=down",
     "region amsterdam, up": "/devices?region=amsterdam&state=up",
     "text search": "/devices?q=sensor-09",
+    "tag env:prod (75%)": "/devices?tag=env%3Aprod",
+    "tags env:prod + site/s3 (4%)": "/devices?tag=env%3Aprod&tag=site%2Fs3",
     "polled fragment": "/fragments/devices?sort=latency",
 }
 
@@ -56,7 +58,8 @@ async def populate(database_url: str, count: int, regions: tuple[str, ...]) -> s
     try:
         tenant, api_key = await tenants.create_tenant(conn, "bench")
         specs = [devices.DeviceSpec(f"sensor-{i:05d}", "http", f"http://10.{i // 65536}.{i // 256 % 256}.{i % 256}/",
-                                    60, 5000) for i in range(count)]
+                                    60, 5000, tags=[f"env:{'dev' if i % 4 == 0 else 'prod'}", f"site/s{i % 20}"])
+                 for i in range(count)]
         # never probed: the bench's private addresses are allow-listed for this registration only
         await devices.create_devices(conn, tenant.id, specs, egress=EgressPolicy.parse("10.0.0.0/8"))
         # The worker's view: per-region state with latency, 1% of the devices down.

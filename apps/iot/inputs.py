@@ -33,12 +33,17 @@ MIN_SECRET = 16
 MAX_SEARCH = 200  # free-text filters
 MAX_LABEL = 63  # one DNS label: slugs, region names
 MAX_CURSOR = 500
+MAX_TAGS = 20  # tags per device (and per filter)
+MAX_TAG = 50  # characters per tag
 
 # C0 controls, DEL, C1 controls and UTF-16 surrogates (which no UTF-8 store accepts alone).
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # The same rule as a JSON Schema pattern, for the OpenAPI document (clients and fuzzers read it).
 SINGLE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
 DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# A normalised tag: ASCII letters (lower-case), digits and -_.:/ so "env:prod" and "site/berlin" work.
+TAG = re.compile(r"[a-z0-9_.:/-]+")
+TAG_RULE = f"must be 1-{MAX_TAG} characters: letters, digits and -_.:/ only (e.g. 'env:prod', 'site/berlin')"
 
 
 def control_character_problem(value: str) -> str | None:
@@ -63,6 +68,32 @@ def target_text_problem(target: str) -> str | None:
     return text_problem(target, MAX_TARGET)
 
 
+def normalise_tag(value: str) -> tuple[str, str | None]:
+    """(the tag trimmed and lower-cased, why it cannot be a tag or None)."""
+    problem = control_character_problem(value)
+    if problem:
+        return value, problem
+    tag = value.strip().lower()
+    if not 1 <= len(tag) <= MAX_TAG or not TAG.fullmatch(tag):
+        return tag, f"{TAG_RULE}; got {value[:60]!r}"
+    return tag, None
+
+
+def tags_problem(values: list[str]) -> tuple[list[str], tuple[int | None, str] | None]:
+    """(normalised tags, duplicates collapsed in first-seen order; (index of the bad one or None, why) or None)."""
+    if len(values) > MAX_TAGS:
+        return values, (None, f"must be at most {MAX_TAGS} tags (got {len(values)}); remove some")
+    tags: dict[str, None] = {}
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            return values, (i, f"{TAG_RULE}; got {value!r}")
+        tag, problem = normalise_tag(value)
+        if problem:
+            return values, (i, problem)
+        tags[tag] = None
+    return list(tags), None
+
+
 def id_problem(value: int) -> str | None:
     """Why `value` cannot be a row id (bigint, from 1), or None."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT8_MAX:
@@ -75,6 +106,13 @@ def _single_line(value: str) -> str:
     if problem:
         raise PydanticCustomError("control_character", problem)
     return value
+
+
+def _tag(value: str) -> str:
+    tag, problem = normalise_tag(value)
+    if problem:
+        raise PydanticCustomError("tag", problem)
+    return tag
 
 
 def _dns_label(value: str) -> str:
@@ -102,4 +140,7 @@ Slug = Annotated[str, *_line(MAX_LABEL)]
 Label = Annotated[str, StringConstraints(max_length=MAX_LABEL), AfterValidator(_dns_label),
                   Field(json_schema_extra={"pattern": f"^{DNS_LABEL.pattern}$"})]
 Id = Annotated[int, Ge(1), Le(INT8_MAX)]
+# One tag, normalised (trimmed, lower-case); lists of them are bounded where they are declared (MAX_TAGS).
+TagText = Annotated[str, AfterValidator(_tag),
+                    Field(json_schema_extra={"pattern": "^[A-Za-z0-9_.:/-]{1,50}$", "maxLength": MAX_TAG})]
 Offset = Annotated[int, Ge(0), Le(INT8_MAX)]

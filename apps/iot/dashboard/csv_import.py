@@ -11,7 +11,8 @@ import io
 from dataclasses import dataclass
 
 REQUIRED_COLUMNS = ("name", "kind")
-OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled")
+OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags")
+TAG_SEPARATOR = ";"  # inside the `tags` cell: "env:prod;site/berlin" (a comma would split the CSV cell)
 INTEGER_COLUMNS = frozenset({"interval_s", "timeout_ms", "grace_s"})
 MAX_ROWS = 10_000
 EXAMPLE = ("name,kind,target,interval_s\nsensor-1,http,http://sensor-1.example.com/health,30\n"
@@ -84,6 +85,8 @@ def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], str | None
                 device[column] = int(value)
             except ValueError:
                 return device, f"{column} must be a whole number, got {value!r}"
+        elif column == "tags":
+            device[column] = [tag.strip() for tag in value.split(TAG_SEPARATOR) if tag.strip()]
         elif column == "enabled":
             if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
                 return device, f"enabled must be true or false, got {value!r}"

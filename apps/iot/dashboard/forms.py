@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,13 @@ OPTIONAL_TEXT = ("target",)
 TEXT_FIELDS = ("name", "kind", "target")
 # Present in the device form as a hidden input so an unticked "enabled" box is told apart from no box.
 ENABLED_MARKER = "enabled_field"
+# Tags are typed as one line: commas, semicolons or spaces separate them (none is a tag character).
+TAG_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+def split_tags(value: str) -> list[str]:
+    """`"env:prod, site/berlin"` -> ["env:prod", "site/berlin"]; the repository checks each one."""
+    return [tag for tag in TAG_SEPARATORS.split(value) if tag]
 
 
 def _text(form: Mapping[str, Any], name: str) -> str:
@@ -45,6 +53,9 @@ def device_changes(form: Mapping[str, Any]) -> dict[str, Any]:
                 changes[name] = float(value) if value else None
             except ValueError:
                 raise InputError(name, f"must be a number, got {value!r}") from None
+    if "tags" in form:
+        value = form.get("tags")
+        changes["tags"] = split_tags(value if isinstance(value, str) else "")
     if ENABLED_MARKER in form:
         changes["enabled"] = form.get("enabled") in ("on", "true", "1")
     return changes

@@ -16,6 +16,7 @@ from iot.inputs import (
     MAX_SEARCH,
     control_character_problem,
     id_problem,
+    tags_problem,
     text_problem,
 )
 from iot.repo._db import Executor, check_page_limit, connection
@@ -50,6 +51,7 @@ class DeviceQuery:
     region_state: str | None = None  # with `region`: that region's view of the device
     text: str | None = None  # substring of name or target
     parent_id: int | None = None
+    tags: list[str] | None = None  # devices having all of these
     sort: Literal["id", "name", "state", "latency"] = "id"
     descending: bool = False
     limit: int = 100
@@ -124,6 +126,12 @@ async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> Devi
     if query.region is not None and (len(query.region) > MAX_LABEL or not DNS_LABEL.fullmatch(query.region)):
         raise InputError("region", control_character_problem(query.region) or "must be a region name (one DNS label)")
 
+    if query.tags:
+        tags, tag_problem = tags_problem(query.tags)
+        if tag_problem:
+            raise InputError("tag", tag_problem[1])
+        query.tags = tags
+
     params: list[Any] = [tenant_id]
     where = ["d.tenant_id = $1"]
 
@@ -137,6 +145,8 @@ async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> Devi
         where.append(f"d.kind = {param(query.kind)}")
     if query.parent_id is not None:
         where.append(f"d.parent_id = {param(query.parent_id)}")
+    if query.tags:
+        where.append(f"d.tags @> {param(query.tags)}::text[]")  # the GIN index of migration 0006
     if query.text:
         pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         p = param(pattern)

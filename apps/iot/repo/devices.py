@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ from iot.errors import Conflict, InputError
 from iot.inputs import (
     MAX_NAME,
     id_problem,
+    tags_problem,
     target_text_problem,
     text_problem,
 )
@@ -39,7 +40,7 @@ STATES = ("up", "down", "degraded", "unknown")
 DEVICE_COLUMNS = (
     "d.id, d.tenant_id, d.name, d.kind, d.target, d.interval_s, d.timeout_ms, d.grace_s, d.parent_id, "
     "d.enabled, d.anomaly_factor, d.anomaly_min_ms, d.anomaly_checks, d.state, d.state_since, "
-    "d.last_seen_at, d.created_at, d.updated_at"
+    "d.last_seen_at, d.created_at, d.updated_at, d.tags"
 )
 # Mean of the last successful latency over the regions (NULL when no region has one).
 LATENCY_EXPR = (
@@ -48,9 +49,11 @@ LATENCY_EXPR = (
 
 INSERT_DEVICES = """
 INSERT INTO devices (tenant_id, name, kind, target, interval_s, timeout_ms, grace_s, parent_id, enabled,
-                     token_hash, anomaly_factor, anomaly_min_ms, anomaly_checks)
-SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[], $8::bigint[],
-                         $9::bool[], $10::text[], $11::real[], $12::real[], $13::int[])
+                     token_hash, anomaly_factor, anomaly_min_ms, anomaly_checks, tags)
+SELECT $1, n, k, t, i, tm, g, p, e, h, af, am, ac, string_to_array(tg, ',')
+FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[], $8::bigint[],
+            $9::bool[], $10::text[], $11::real[], $12::real[], $13::int[], $14::text[])
+     AS x(n, k, t, i, tm, g, p, e, h, af, am, ac, tg)
 RETURNING id, name
 """
 SELECT_EXISTING_NAMES = "SELECT name FROM devices WHERE tenant_id = $1 AND name = ANY($2::text[])"
@@ -74,7 +77,7 @@ SELECT EXISTS (SELECT 1 FROM tree WHERE id = $3)
 UPDATE_DEVICE = """
 UPDATE devices SET name = $3, kind = $4, target = $5, interval_s = $6, timeout_ms = $7, grace_s = $8,
        parent_id = $9, enabled = $10, anomaly_factor = $11, anomaly_min_ms = $12, anomaly_checks = $13,
-       updated_at = now()
+       tags = $14, updated_at = now()
 WHERE tenant_id = $1 AND id = $2
 """
 DELETE_DEVICE = "DELETE FROM devices WHERE tenant_id = $1 AND id = $2 RETURNING id"
@@ -105,6 +108,7 @@ class DeviceSpec:
     anomaly_factor: float | None = None
     anomaly_min_ms: float | None = None
     anomaly_checks: int | None = None
+    tags: list[str] = field(default_factory=list)  # normalised by _check_spec
 
 
 EDITABLE_FIELDS = frozenset(f.name for f in fields(DeviceSpec))
@@ -130,6 +134,7 @@ class Device:
     last_seen_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    tags: list[str]
     latency_ms: float | None = None
 
     @classmethod
@@ -139,7 +144,9 @@ class Device:
         return cls(**values, latency_ms=latency)
 
     def spec(self) -> DeviceSpec:
-        return DeviceSpec(**{name: getattr(self, name) for name in EDITABLE_FIELDS})
+        spec = DeviceSpec(**{name: getattr(self, name) for name in EDITABLE_FIELDS})
+        spec.tags = list(spec.tags)
+        return spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +274,13 @@ def _check_spec(spec: DeviceSpec, prefix: str) -> None:
         raise InputError(f"{prefix}anomaly_checks", "must be between 1 and 100")
     if spec.parent_id is not None and id_problem(spec.parent_id):
         raise InputError(f"{prefix}parent_id", id_problem(spec.parent_id))
+    if not isinstance(spec.tags, list):
+        raise InputError(f"{prefix}tags", "must be a list of tags")
+    tags, tag_problem = tags_problem(spec.tags)
+    if tag_problem:
+        index, reason = tag_problem
+        raise InputError(f"{prefix}tags" + (f"[{index}]" if index is not None else ""), reason)
+    spec.tags = tags
 
 
 # --- writes -----------------------------------------------------------------------------------------
@@ -318,6 +332,7 @@ async def create_devices(
                 [s.parent_id for s in specs], [s.enabled for s in specs], [token_hash(t) for t in tokens],
                 [s.anomaly_factor for s in specs], [s.anomaly_min_ms for s in specs],
                 [s.anomaly_checks for s in specs],
+                [",".join(s.tags) for s in specs],  # "," is not a tag character; split again in SQL
             )
         except asyncpg.UniqueViolationError as exc:  # a concurrent create took a name
             raise Conflict("name", "a device with one of these names was created concurrently; retry") from exc
@@ -373,7 +388,7 @@ async def update_device(
             await conn.execute(
                 UPDATE_DEVICE, tenant_id, device_id, spec.name, spec.kind, spec.target, spec.interval_s,
                 spec.timeout_ms, spec.grace_s, spec.parent_id, spec.enabled, spec.anomaly_factor,
-                spec.anomaly_min_ms, spec.anomaly_checks,
+                spec.anomaly_min_ms, spec.anomaly_checks, spec.tags,
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("name", f"a device named {spec.name!r} already exists") from exc

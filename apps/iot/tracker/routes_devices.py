@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
 from iot import repo
 from iot.errors import InputError
-from iot.inputs import CursorText, Id, Label, Offset, SearchText
-from iot.repo import device_list, devices, incidents, regions
+from iot.inputs import MAX_TAGS, CursorText, Id, Label, Offset, SearchText, TagText
+from iot.repo import device_list, devices, incidents, regions, tags
 from iot.repo.device_list import DeviceQuery
 from iot.repo.devices import DeviceSpec
 from iot.tracker.auth import AuthenticateFirst, TenantAuth
@@ -28,6 +28,7 @@ from iot.tracker.schemas import (
     RegionOut,
     RegionStateOut,
     State,
+    TagOut,
     TokenOut,
 )
 
@@ -81,6 +82,8 @@ async def list_devices(
     region_state: Annotated[State | None, Query(description="With region: that region's view.")] = None,
     q: Annotated[SearchText | None, Query(description="Substring of name or target.")] = None,
     parent_id: Annotated[Id | None, Query(description="Only children of this gateway.")] = None,
+    tag: Annotated[list[TagText] | None, Query(max_length=MAX_TAGS,
+                                               description="Only devices having all of these tags (repeat it).")] = None,
     sort: Literal["id", "name", "state", "latency"] = "id",
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=repo.MAX_PAGE)] = 100,
@@ -89,7 +92,7 @@ async def list_devices(
 ) -> DevicePageOut:
     """Page through devices; follow `next_cursor` (stable under inserts) or use `offset`."""
     query = DeviceQuery(state=state, kind=kind, region=region, region_state=region_state, text=q,
-                        parent_id=parent_id, sort=sort, descending=order == "desc", limit=limit,
+                        parent_id=parent_id, tags=tag, sort=sort, descending=order == "desc", limit=limit,
                         offset=offset, cursor=cursor)
     page = await device_list.list_devices(request.app.state.pool, tenant.id, query)
     return DevicePageOut(items=[DeviceOut.model_validate(d) for d in page.items], total=page.total,
@@ -111,7 +114,7 @@ async def get_device(device_id: Id, tenant: TenantAuth, request: Request) -> Dev
 async def update_device(device_id: Id, body: DevicePatch, tenant: TenantAuth, request: Request) -> DeviceOut:
     """Change some fields; send `null` to clear an optional one (target, grace_s, parent_id, anomaly_*)."""
     changes = body.model_dump(exclude_unset=True)
-    for required in ("name", "kind", "interval_s", "timeout_ms", "enabled"):
+    for required in ("name", "kind", "interval_s", "timeout_ms", "enabled", "tags"):
         if required in changes and changes[required] is None:
             raise InputError(required, "cannot be null")
     if not changes:
@@ -141,6 +144,12 @@ async def rotate_device_token(device_id: Id, tenant: TenantAuth, request: Reques
     if token is None:
         raise _not_found(device_id)
     return TokenOut(token=token)
+
+
+@router.get("/tags", response_model=list[TagOut])
+async def list_tags(tenant: TenantAuth, request: Request) -> list[TagOut]:
+    """The tenant's device tags with how many devices carry each, the most used first."""
+    return [TagOut.model_validate(t) for t in await tags.tag_counts(request.app.state.pool, tenant.id)]
 
 
 @router.get("/incidents", response_model=IncidentPageOut, tags=["incidents"])

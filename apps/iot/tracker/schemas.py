@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from typing_extensions import TypedDict
 
-from iot.inputs import INT4_MAX, DisplayName, Id, Name, Secret, Slug, Target, Url
+from iot.inputs import INT4_MAX, MAX_TAGS, DisplayName, Id, Name, Secret, Slug, TagText, Target, Url
 
 Kind = Literal["http", "tcp", "icmp", "push"]
 State = Literal["up", "down", "degraded", "unknown"]
@@ -81,6 +81,10 @@ class ApiKeyOut(BaseModel):
     api_key: str = Field(description="The new key; the old one no longer works. Shown only once.")
 
 
+TAGS_DESCRIPTION = (f"Free-form labels, at most {MAX_TAGS}: 1-50 letters, digits or -_.:/ each; stored "
+                    "trimmed and lower-case, duplicates collapsed.")
+
+
 class DeviceIn(Strict):
     name: Name = Field(examples=["pump-17"])
     kind: Kind = Field(description="http: GET target URL; tcp: connect host:port; icmp: ping host; "
@@ -95,6 +99,8 @@ class DeviceIn(Strict):
     anomaly_factor: float | None = Field(None, gt=0, le=100, description="Slow = above mean + factor * stddev.")
     anomaly_min_ms: float | None = Field(None, ge=0, le=60000, description="... and at least this far above the mean.")
     anomaly_checks: int | None = Field(None, ge=1, le=100, description="Slow checks in a row before `degraded`.")
+    tags: list[TagText] = Field([], max_length=MAX_TAGS, examples=[["env:prod", "site/berlin"]],
+                                description=TAGS_DESCRIPTION)
 
 
 class DevicePatch(Strict):
@@ -109,6 +115,7 @@ class DevicePatch(Strict):
     anomaly_factor: float | None = Field(None, gt=0, le=100)
     anomaly_min_ms: float | None = Field(None, ge=0, le=60000)
     anomaly_checks: int | None = Field(None, ge=1, le=100)
+    tags: list[TagText] | None = Field(None, max_length=MAX_TAGS, description="Replaces all tags ([] clears them).")
 
 
 class DevicesWrapped(Strict):
@@ -153,6 +160,14 @@ class DeviceOut(BaseModel):
     latency_ms: float | None = Field(description="Mean of the last successful latency over the regions.")
     created_at: datetime
     updated_at: datetime
+    tags: list[str]
+
+
+class TagOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    tag: str
+    devices: int = Field(description="How many of the tenant's devices carry the tag.")
 
 
 class RegionStateOut(BaseModel):

@@ -16,8 +16,8 @@ from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
 from iot.errors import InputError, QuotaExceeded
-from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, Id, text_problem
-from iot.repo import devices, incidents
+from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
+from iot.repo import devices, incidents, tags
 from iot.repo.device_list import DeviceQuery, list_devices
 
 router = APIRouter()
@@ -38,6 +38,7 @@ class ListParams:
     sort: str = "name"
     dir: str = "asc"
     page: int = 1
+    tags: tuple[str, ...] = ()  # devices having all of these
 
     @classmethod
     def from_request(cls, request: Request) -> ListParams:
@@ -50,7 +51,9 @@ class ListParams:
         sort = qp.get("sort", "name")
         q = qp.get("q", "").strip()[:MAX_SEARCH]
         region = qp.get("region", "").strip()
+        valid_tags = (normalise_tag(t) for t in qp.getlist("tag")[:MAX_TAGS])
         return cls(
+            tags=tuple(dict.fromkeys(tag for tag, problem in valid_tags if problem is None)),
             q=q if text_problem(q, MAX_SEARCH) is None else "",
             state=state if state in devices.STATES else "",
             region=region if DNS_LABEL.fullmatch(region) else "",
@@ -60,9 +63,9 @@ class ListParams:
         )
 
     def query_string(self, **override: object) -> str:
-        values = {"q": self.q, "state": self.state, "region": self.region, "sort": self.sort,
-                  "dir": self.dir, "page": self.page, **override}
-        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+        values = {"tag": list(self.tags), "q": self.q, "state": self.state, "region": self.region,
+                  "sort": self.sort, "dir": self.dir, "page": self.page, **override}
+        return urlencode({k: v for k, v in values.items() if v not in ("", None, [])}, doseq=True)
 
     def device_query(self) -> DeviceQuery:
         # With a region chosen, the state filter asks for that region's view of the device.
@@ -71,6 +74,7 @@ class ListParams:
             region=self.region or None,
             region_state=self.state or None if self.region else None,
             text=self.q or None,
+            tags=list(self.tags) or None,
             sort=self.sort,  # type: ignore[arg-type]
             descending=self.dir == "desc",
             limit=PAGE_SIZE,
@@ -88,7 +92,7 @@ async def list_values(ctx: TenantRequest, params: ListParams) -> dict[str, objec
 async def device_list(request: Request, ctx: Tenant) -> Response:
     params = ListParams.from_request(request)
     return ctx.render(request, "devices.html", page="devices", regions=await queries.region_names(ctx.db),
-                      states=devices.STATES, sorts=LIST_SORTS, **await list_values(ctx, params))
+                      tag_counts=await tags.tag_counts(ctx.db, ctx.tenant.id), states=devices.STATES, sorts=LIST_SORTS, **await list_values(ctx, params))
 
 
 @router.get("/fragments/devices")
@@ -224,7 +228,9 @@ async def edit_page(request: Request, ctx: Tenant, device_id: Id) -> Response:
 
 def _form_of(device: devices.Device) -> dict[str, object]:
     spec = device.spec()
-    return {name: ("" if value is None else value) for name, value in vars_of(spec).items()}
+    form = {name: ("" if value is None else value) for name, value in vars_of(spec).items()}
+    form["tags"] = ", ".join(spec.tags)
+    return form
 
 
 def vars_of(spec: devices.DeviceSpec) -> dict[str, object]:
