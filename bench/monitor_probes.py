@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import time
 
 import httpx
 
+from iot.devtools.servers import free_port, free_port_range
 from iot.egress import EgressPolicy
 from iot.monitor.probes import Prober
 
@@ -36,32 +36,9 @@ CONCURRENCY = 1000
 TARGETS = {"http_new_connection": 2000, "http_keepalive": None, "tcp": 5000, "icmp": 20000}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_block(count: int) -> int:
-    for base in range(21000, 31000, 997):
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port block")
-
-
 @contextlib.contextmanager
 def simulator(http: int, tcp: int):
-    base, control = free_block(http + tcp), free_port()
+    base, control = free_port_range(http + tcp), free_port()
     with tempfile.NamedTemporaryFile(prefix="bench-sim-", suffix=".log") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "iot", "simulate", "--devices", str(http), "--tcp-devices", str(tcp),
