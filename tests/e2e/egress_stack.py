@@ -7,11 +7,12 @@ import contextlib
 import socket
 import socketserver
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 from iot_processes import ADMIN_TOKEN, Procs, create_tenant, iot_env, run_iot
 from servers import free_port
 
@@ -27,6 +28,25 @@ class Stack(Procs):
 
     def migrate(self) -> None:
         run_iot(["migrate"], iot_env(**self.common))
+
+
+@contextlib.contextmanager
+def stack_for_test(postgres_server, redis_server, tmp_path: Path, request, prefix: str) -> Iterator[Stack]:
+    """A migrated Stack on a database of its own and an emptied Redis (streams and locks of an earlier test
+    must not leak in); its logs are printed when the test failed."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    database_url = postgres_server.create_database(f"{prefix}_{tmp_path.name[:40]}".replace("-", "_"))
+    running = Stack(database_url, redis_server.url, tmp_path)
+    try:
+        running.migrate()
+        yield running
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            print(running.logs())
+    finally:
+        running.stop()
 
 
 def tenant_client(tracker_url: str, slug: str) -> httpx.Client:

@@ -20,6 +20,7 @@ from egress_stack import (
     answer_banner,
     answer_http_ok,
     answer_status_line,
+    stack_for_test,
     tenant_client,
 )
 from egress_targets import (
@@ -43,17 +44,8 @@ LEAK = b"x7q-leak-marker"
 
 @pytest.fixture
 def stack(postgres_server, redis_server, tmp_path: Path, request) -> Iterator[Stack]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()  # streams and locks of an earlier test must not leak in
-    client.close()
-    database_url = postgres_server.create_database(f"egress_{tmp_path.name[:40]}".replace("-", "_"))
-    running = Stack(database_url, redis_server.url, tmp_path)
-    running.migrate()
-    yield running
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        print(running.logs())
-    running.stop()
+    with stack_for_test(postgres_server, redis_server, tmp_path, request, "egress") as running:
+        yield running
 
 
 @pytest.fixture

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import redis
-from egress_stack import LoopbackServer, Stack, tenant_client
+from egress_stack import LoopbackServer, Stack, stack_for_test, tenant_client
 from iot_processes import wait_until
 from webhook_signature import verify_webhook
 
@@ -40,17 +39,8 @@ GIB = 1024 * 1024 * 1024
 
 @pytest.fixture
 def stack(postgres_server, redis_server, tmp_path: Path, request) -> Iterator[Stack]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
-    database_url = postgres_server.create_database(f"hooks_{tmp_path.name[:40]}".replace("-", "_"))
-    running = Stack(database_url, redis_server.url, tmp_path)
-    running.migrate()
-    yield running
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        print(running.logs())
-    running.stop()
+    with stack_for_test(postgres_server, redis_server, tmp_path, request, "hooks") as running:
+        yield running
 
 
 @dataclass
