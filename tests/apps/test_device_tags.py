@@ -52,6 +52,9 @@ def test_bulk_create_update_replace_and_filter(tracker) -> None:
         assert client.get(f"/v1/devices/{ids['a']}").json()["tags"] == ["env:dev"]
 
         counts = client.get("/v1/tags").json()
+        assert client.get("/v1/tags", params={"limit": 2}).json() == counts[:2]
+        refused = client.get("/v1/tags", params={"limit": 0})
+        assert refused.status_code == 422 and "limit" in refused.text
     # the most used first, then by name; "a" lost env:prod and site/berlin with the patch
     assert counts == [{"tag": "env:dev", "devices": 2}, {"tag": "env:prod", "devices": 1},
                       {"tag": "site/berlin", "devices": 1}, {"tag": "site/paris", "devices": 1}]

@@ -13,6 +13,7 @@ FROM devices d CROSS JOIN LATERAL unnest(d.tags) AS tag
 WHERE d.tenant_id = $1
 GROUP BY tag
 ORDER BY devices DESC, tag
+LIMIT $2
 """
 
 
@@ -22,6 +23,10 @@ class TagCount:
     devices: int
 
 
-async def tag_counts(db: Executor, tenant_id: int) -> list[TagCount]:
-    """Every tag the tenant uses, the most used first (ties by name)."""
-    return [TagCount(r["tag"], r["devices"]) for r in await db.fetch(SELECT_TAG_COUNTS, tenant_id)]
+# A tenant may hold 20 tags on each of its devices: answers are capped, the most used first.
+MAX_TAG_COUNTS = 1000
+
+
+async def tag_counts(db: Executor, tenant_id: int, limit: int) -> list[TagCount]:
+    """The tenant's `limit` most used tags (ties by name), each with its device count."""
+    return [TagCount(r["tag"], r["devices"]) for r in await db.fetch(SELECT_TAG_COUNTS, tenant_id, limit)]

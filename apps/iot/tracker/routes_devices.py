@@ -147,9 +147,13 @@ async def rotate_device_token(device_id: Id, tenant: TenantAuth, request: Reques
 
 
 @router.get("/tags", response_model=list[TagOut])
-async def list_tags(tenant: TenantAuth, request: Request) -> list[TagOut]:
+async def list_tags(
+    tenant: TenantAuth,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=tags.MAX_TAG_COUNTS, description="At most this many tags.")] = 200,
+) -> list[TagOut]:
     """The tenant's device tags with how many devices carry each, the most used first."""
-    return [TagOut.model_validate(t) for t in await tags.tag_counts(request.app.state.pool, tenant.id)]
+    return [TagOut.model_validate(t) for t in await tags.tag_counts(request.app.state.pool, tenant.id, limit)]
 
 
 @router.get("/incidents", response_model=IncidentPageOut, tags=["incidents"])

@@ -20,6 +20,9 @@ from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_
 from iot.repo import devices, incidents, tags
 from iot.repo.device_list import DeviceQuery, list_devices
 
+# The list page shows the tenant's most used tags as filter links (all of them can be thousands).
+DASHBOARD_TAGS = 50
+
 router = APIRouter()
 
 PAGE_SIZE = 50
@@ -92,7 +95,7 @@ async def list_values(ctx: TenantRequest, params: ListParams) -> dict[str, objec
 async def device_list(request: Request, ctx: Tenant) -> Response:
     params = ListParams.from_request(request)
     return ctx.render(request, "devices.html", page="devices", regions=await queries.region_names(ctx.db),
-                      tag_counts=await tags.tag_counts(ctx.db, ctx.tenant.id), states=devices.STATES, sorts=LIST_SORTS, **await list_values(ctx, params))
+                      tag_counts=await tags.tag_counts(ctx.db, ctx.tenant.id, DASHBOARD_TAGS), states=devices.STATES, sorts=LIST_SORTS, **await list_values(ctx, params))
 
 
 @router.get("/fragments/devices")
