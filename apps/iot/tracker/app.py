@@ -13,10 +13,11 @@ from redis.asyncio import Redis
 from iot import __version__, http_headers, http_limits
 from iot.db import create_pool
 from iot.settings import TrackerSettings
-from iot.tracker import errors, routes_devices, routes_ingest, routes_tenants
+from iot.tracker import errors
 from iot.tracker.auth import DeviceTokenCache
 from iot.tracker.ingest import MetricWriter
 from iot.tracker.rate_limit import PointBudget
+from iot.tracker.routes import ROUTERS
 
 DESCRIPTION = """
 Tenant API (`Authorization: Bearer <api_key>`): devices, incidents, webhooks.
@@ -57,9 +58,8 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
                         timeout_seconds=settings.request_body_timeout_seconds, respond=errors.body_refused)
     # Every API answer may carry a key, a token or a webhook secret: never cached.
     http_headers.install(app, no_store=lambda path: True)
-    app.include_router(routes_tenants.router)
-    app.include_router(routes_devices.router)
-    app.include_router(routes_ingest.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/health", tags=["health"])
     async def health(request: Request) -> JSONResponse:
