@@ -19,9 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iot import __version__, http_headers, http_limits
 from iot.dashboard.context import NotFound, PageError, Services, SignInRequired
-from iot.dashboard.routes import auth, overview
-from iot.dashboard.routes import devices as device_routes
-from iot.dashboard.routes import settings as settings_routes
+from iot.dashboard.routes import ROUTERS
 from iot.dashboard.session import SessionCodec
 from iot.dashboard.session_store import SessionStore
 from iot.dashboard.tenancy import tenant_slug_from_host
@@ -93,8 +91,8 @@ def create_app(settings: DashboardSettings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "service": "dashboard", "version": __version__}
 
-    for module in (auth, overview, device_routes, settings_routes):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     def error_page(request: Request, status_code: int, title: str, message: str, home: str = "/") -> Response:
         return templates.TemplateResponse(request, "error.html", {"title": title, "message": message, "home": home},

@@ -1,5 +1,8 @@
 """Request and response bodies of the tracker API (they are also its OpenAPI documentation).
 
+This module holds the bodies of tenants, devices, incidents, regions and webhooks; each newer resource has
+its own module beside it (`iot.tracker.schemas.<resource>`).
+
 Bodies that accept "one item, a list, or an object wrapping a list" use a callable discriminator, so a
 validation error reports only the shape that was sent (e.g. `devices[3].target`), not every alternative.
 """
