@@ -25,9 +25,9 @@ STATIC_JOBS = ("marketing", "docs")
 # The items each job's templates read with nomadVar "nomad/jobs/<job>" (jobs without secrets: none).
 SECRET_ITEMS: dict[str, tuple[str, ...]] = {
     "traefik": ("origin_cert", "origin_key", "consul_token", "consul_ca"),
-    "tracker": ("DATABASE_URL", "REDIS_URL", "ADMIN_TOKEN"),
-    "worker": ("DATABASE_URL", "REDIS_URL"),
-    "dashboard": ("DATABASE_URL", "REDIS_URL", "SESSION_SECRET"),
+    "tracker": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY", "ADMIN_TOKEN"),
+    "worker": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY"),
+    "dashboard": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY", "SESSION_SECRET"),
 }
 
 

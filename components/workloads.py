@@ -81,7 +81,14 @@ class NomadWorkloads(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        app_secrets = {"DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url}
+        # Seals stored secrets (notification channel URLs, TOTP seeds): one Fernet key shared by the apps that
+        # seal and open them; 32 random bytes, url-safe base64 as Fernet wants them. Rotation: docs/operator-manual.md.
+        secrets_key = random.RandomBytes(
+            f"{name}-apps-secrets-key", length=32,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["base64", "hex"]),
+        ).base64.apply(lambda value: value.replace("+", "-").replace("/", "_"))
+
+        app_secrets = {"DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url, "SECRETS_KEY": secrets_key}
         items: dict[str, Mapping[str, pulumi.Input[str]]] = {
             "traefik": {
                 "origin_cert": edge.origin_certificate,

@@ -1,6 +1,6 @@
 # Dashboard (DESIGN §2): every tenant at <slug>.<domain>, the lowest-priority router so the explicit
 # hosts (www, docs, tracker...) always win. Secrets come only from the Nomad Variable
-# nomad/jobs/dashboard (DATABASE_URL, REDIS_URL, SESSION_SECRET) through a template.
+# nomad/jobs/dashboard (DATABASE_URL, REDIS_URL, SECRETS_KEY, SESSION_SECRET) through a template.
 
 variable "datacenters" {
   type        = string
@@ -143,6 +143,7 @@ job "dashboard" {
         {{ with nomadVar "nomad/jobs/dashboard" }}
         DATABASE_URL={{ .DATABASE_URL }}
         REDIS_URL={{ .REDIS_URL }}
+        SECRETS_KEY={{ .SECRETS_KEY }}
         SESSION_SECRET={{ .SESSION_SECRET }}
         {{ end }}
         EOT

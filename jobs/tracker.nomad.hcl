@@ -1,6 +1,6 @@
 # Tracker API (DESIGN §2): tracker.<domain> and its alias collect.<domain>.
 # Devices push metrics here; tenants use its API. Secrets come only from the Nomad Variable
-# nomad/jobs/tracker (DATABASE_URL, REDIS_URL, ADMIN_TOKEN) through a template.
+# nomad/jobs/tracker (DATABASE_URL, REDIS_URL, SECRETS_KEY, ADMIN_TOKEN) through a template.
 
 variable "datacenters" {
   type        = string
@@ -133,6 +133,7 @@ job "tracker" {
         {{ with nomadVar "nomad/jobs/tracker" }}
         DATABASE_URL={{ .DATABASE_URL }}
         REDIS_URL={{ .REDIS_URL }}
+        SECRETS_KEY={{ .SECRETS_KEY }}
         ADMIN_TOKEN={{ .ADMIN_TOKEN }}
         {{ end }}
         EOT

@@ -1,7 +1,7 @@
 # Worker (DESIGN §2): schedules checks, evaluates results; its status API is worker.<domain> on
 # Traefik's internal entrypoint only (cluster and admin addresses, never the public edge).
 # One instance leads through a Redis lock, the others stand by. Secrets come only from the
-# Nomad Variable nomad/jobs/worker (DATABASE_URL, REDIS_URL) through a template.
+# Nomad Variable nomad/jobs/worker (DATABASE_URL, REDIS_URL, SECRETS_KEY) through a template.
 
 variable "datacenters" {
   type        = string
@@ -134,6 +134,7 @@ job "worker" {
         {{ with nomadVar "nomad/jobs/worker" }}
         DATABASE_URL={{ .DATABASE_URL }}
         REDIS_URL={{ .REDIS_URL }}
+        SECRETS_KEY={{ .SECRETS_KEY }}
         {{ end }}
         EOT
         destination = "secrets/app.env"

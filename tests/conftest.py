@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import os
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from servers import PostgresServer, RedisServer  # noqa: E402
+
+# Every `iot` process a test starts inherits a key of its own for sealed secrets: the published defaults are
+# refused by the tracker and the dashboard, as in production (tests of that refusal set SECRETS_KEY themselves).
+os.environ.setdefault("SECRETS_KEY", Fernet.generate_key().decode())
 
 _db_counter = itertools.count()
 

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic_settings import BaseSettings
 
-from iot.settings import CommonSettings, DashboardSettings
+from iot.sealed import GENERATE_KEY
+from iot.settings import CommonSettings, DashboardSettings, SecretsKeySettings
 
 # setting -> its published values (a sync test compares these with settings.py and .env.example)
 PUBLISHED: dict[str, frozenset[str]] = {
@@ -21,6 +22,10 @@ PUBLISHED: dict[str, frozenset[str]] = {
         "local-only-dashboard-session-secret-change-me",
     }),
     "ADMIN_TOKEN": frozenset({"admin-local-only-change-me"}),
+    "SECRETS_KEY": frozenset({
+        SecretsKeySettings.model_fields["secrets_key"].default.get_secret_value(),
+        "VuDDQkIvWJFRFEDF1LNs9sRYRFzs_K0qyfWdETYmqeA=",
+    }),
     # the password inside DATABASE_URL
     "DATABASE_URL": frozenset({
         urlsplit(CommonSettings.model_fields["database_url"].default.get_secret_value()).password or "",
@@ -58,4 +63,5 @@ def published_secrets_problem(settings: BaseSettings) -> str | None:
         return None
     what = " and ".join("the password in DATABASE_URL" if n == "DATABASE_URL" else n for n in found)
     verb = "is" if len(found) == 1 else "are"
-    return f"{what} {verb} published in this repository (a built-in default or the playground's); {FIX}"
+    fix = FIX + (f"; SECRETS_KEY takes Fernet keys: {GENERATE_KEY}" if "SECRETS_KEY" in found else "")
+    return f"{what} {verb} published in this repository (a built-in default or the playground's); {fix}"

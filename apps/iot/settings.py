@@ -7,6 +7,7 @@ they never appear in logs or reprs.
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iot.egress import EgressPolicy
 from iot.quotas import DEFAULT_QUOTAS, Quotas
+from iot.sealed import SecretBox, key_problem
 
 
 # --- Egress policy (issue 12: SSRF-safe probes and webhooks) -----------------------------------------
@@ -103,7 +105,48 @@ class QuotaSettings(BaseSettings):
         return Quotas(self.quota_devices, self.quota_checks_per_second, self.quota_points_per_second)
 
 
-class TrackerSettings(CommonSettings, RequestLimitSettings, QuotaSettings):
+# --- secrets at rest and e-mail (issues 14 and 15): channel URLs with tokens, TOTP seeds; SMTP relay ---
+class SecretsKeySettings(BaseSettings):
+    """The key that seals stored secrets (iot.sealed): read by every service that stores or uses them."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    secrets_key: SecretStr = Field(
+        SecretStr("M3jwA7KSelsMKpT7GM126THJ3m2r5XnDsf6LsC9jR0o="),
+        description="Comma-separated Fernet keys sealing stored secrets (notification channel URLs, TOTP seeds): "
+        "the first seals, all open (rotate by putting a new key first). The default is published: development only. "
+        "Generate one: python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+    )
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _keys(cls, value: SecretStr) -> SecretStr:
+        problem = key_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def secret_box(self) -> SecretBox:
+        return SecretBox.from_setting(self.secrets_key.get_secret_value())
+
+
+class SmtpSettings(BaseSettings):
+    """The deployment's SMTP relay (iot.mailer): e-mail notifications, invitations and password resets."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    smtp_host: str = Field("", description="SMTP relay host name; empty: this server sends no e-mail.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP relay port (587 starttls, 465 tls, 25 none).")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (upgrade after connecting), tls (TLS from the start) or none (local relays only)."
+    )
+    smtp_username: str = Field("", description="SMTP login; empty: no login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (with SMTP_USERNAME).")
+    smtp_from: str = Field("my-iot-app <alerts@localhost>", description="From: address of every e-mail we send.")
+    smtp_timeout_seconds: float = Field(10.0, gt=0, le=120, description="Timeout of one SMTP conversation.")
+
+
+class TrackerSettings(CommonSettings, RequestLimitSettings, QuotaSettings, SecretsKeySettings, SmtpSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token that may create tenants (POST /v1/tenants). Unset: disabled."
     )
@@ -114,7 +157,7 @@ class TrackerSettings(CommonSettings, RequestLimitSettings, QuotaSettings):
     )
 
 
-class WorkerSettings(CommonSettings):
+class WorkerSettings(CommonSettings, SecretsKeySettings, SmtpSettings):
     tick_seconds: float = Field(1.0, gt=0, description="Scheduler tick: how often due checks are planned.")
     lock_ttl_seconds: float = Field(
         10.0, gt=0, description="Leader lock expiry: a standby worker takes over this long after the leader dies."
@@ -248,7 +291,7 @@ class SimulatorSettings(BaseSettings):
     control_port: int = Field(9000, description="Control API port (SIM_CONTROL_PORT).")
 
 
-class DashboardSettings(CommonSettings, RequestLimitSettings, QuotaSettings):
+class DashboardSettings(CommonSettings, RequestLimitSettings, QuotaSettings, SecretsKeySettings, SmtpSettings):
     session_secret: SecretStr = Field(
         SecretStr("change-me-dashboard-session-secret"),
         description="Key that signs dashboard session cookies; set a long random value in production.",
@@ -286,6 +329,8 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     CommonSettings,
     RequestLimitSettings,
     QuotaSettings,
+    SecretsKeySettings,
+    SmtpSettings,
     TrackerSettings,
     WorkerSettings,
     MonitorSettings,

@@ -14,7 +14,7 @@ from iot_processes import IOT, Proc, wait_http_ok
 from servers import free_port
 
 from iot.published_secrets import PUBLISHED
-from iot.settings import CommonSettings, DashboardSettings
+from iot.settings import CommonSettings, DashboardSettings, SecretsKeySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 OWN_SESSION_SECRET = "secret-test-session-0123456789abcdef"
@@ -36,6 +36,10 @@ def run_refused(command: str, **env: str) -> subprocess.CompletedProcess:
     ("dashboard", {}, "SESSION_SECRET"),  # the built-in default
     ("dashboard", {"SESSION_SECRET": env_example()["SESSION_SECRET"]}, "SESSION_SECRET"),
     ("tracker", {"ADMIN_TOKEN": env_example()["ADMIN_TOKEN"]}, "ADMIN_TOKEN"),
+    ("tracker", {"ADMIN_TOKEN": OWN_ADMIN_TOKEN, "SECRETS_KEY": env_example()["SECRETS_KEY"]}, "SECRETS_KEY"),
+    ("dashboard", {"SESSION_SECRET": OWN_SESSION_SECRET,
+                   "SECRETS_KEY": SecretsKeySettings.model_fields["secrets_key"].default.get_secret_value()},
+     "SECRETS_KEY"),
     ("tracker", {"ADMIN_TOKEN": OWN_ADMIN_TOKEN,
                  "DATABASE_URL": f"postgresql://iot:{env_example()['POSTGRES_PASSWORD']}@127.0.0.1:9/iot"},
      "the password in DATABASE_URL"),
@@ -83,11 +87,12 @@ def test_every_published_value_is_on_the_refused_list() -> None:
     assert example["SESSION_SECRET"] in PUBLISHED["SESSION_SECRET"]
     assert DashboardSettings.model_fields["session_secret"].default.get_secret_value() in PUBLISHED["SESSION_SECRET"]
     assert example["ADMIN_TOKEN"] in PUBLISHED["ADMIN_TOKEN"]
+    assert example["SECRETS_KEY"] in PUBLISHED["SECRETS_KEY"]
     assert example["POSTGRES_PASSWORD"] in PUBLISHED["DATABASE_URL"]
     default_url = CommonSettings.model_fields["database_url"].default.get_secret_value()
     assert re.match(r"postgresql://iot:(?P<pw>[^@]+)@", default_url)["pw"] in PUBLISHED["DATABASE_URL"]
     compose = (ROOT / "docker-compose.yml").read_text()
     for name, published in (("SESSION_SECRET", "SESSION_SECRET"), ("ADMIN_TOKEN", "ADMIN_TOKEN"),
-                            ("POSTGRES_PASSWORD", "DATABASE_URL")):
+                            ("SECRETS_KEY", "SECRETS_KEY"), ("POSTGRES_PASSWORD", "DATABASE_URL")):
         for default in re.findall(rf"\$\{{{name}:-([^}}]+)\}}", compose):
             assert default in PUBLISHED[published], (name, default)

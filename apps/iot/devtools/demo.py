@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 import iot
 from iot.devtools.children import Children, StartError, wait_http
 from iot.devtools.servers import PostgresServer, RedisServer, free_port, free_port_range
@@ -258,7 +260,9 @@ def main(argv: list[str]) -> int:
         os.environ["IOT_DEMO_DIR"] = str(root)  # inherited by every process below: how leftovers are found
         log_dir = args.logs.resolve() if args.logs else root / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        demo = Demo(root, Children(log_dir, child_environment()), secrets={
+        # Every service gets the same fresh key for stored secrets (the published defaults are refused).
+        environment = {**child_environment(), "SECRETS_KEY": Fernet.generate_key().decode()}
+        demo = Demo(root, Children(log_dir, environment), secrets={
             "demo_key": f"iotk_demo-{secrets.token_urlsafe(18)}",
             "admin_token": secrets.token_urlsafe(24),
             "session_secret": secrets.token_urlsafe(32),
