@@ -16,6 +16,7 @@ self-hosted install or the playground may reach anyway; empty in production.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import ipaddress
 import socket
@@ -63,6 +64,12 @@ _V6_REFUSED: tuple[tuple[Network, str], ...] = tuple((ipaddress.ip_network(cidr)
     ("fec0::/10", "a site-local address (deprecated)"),
     ("ff00::/8", "a multicast address"),
 ))
+# The same IPv4 table as integer ranges: a monitor judges tens of thousands of new device addresses a
+# second on its first interval, and `ipaddress` objects cost ~20 us each where this costs ~1 us.
+# Sorted and disjoint: one bisect per address.
+_V4_REFUSED_RANGES: tuple[tuple[int, int], ...] = tuple(sorted(
+    (int(net.network_address), int(net.broadcast_address)) for net, _why in _V4_REFUSED))
+_V4_REFUSED_STARTS = tuple(low for low, _high in _V4_REFUSED_RANGES)
 _V6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -77,6 +84,15 @@ class EgressRefused(OSError):
 
     def __init__(self) -> None:
         super().__init__(REFUSED)
+
+
+def _in_ranges(value: int, ranges: Iterable[tuple[int, int]]) -> bool:
+    return any(low <= value <= high for low, high in ranges)
+
+
+def _v4_refused(value: int) -> bool:
+    at = bisect.bisect_right(_V4_REFUSED_STARTS, value) - 1
+    return at >= 0 and value <= _V4_REFUSED_RANGES[at][1]
 
 
 def canonical(address: IPAddress) -> IPAddress:
@@ -151,6 +167,11 @@ class EgressPolicy:
     allow: tuple[Network, ...] = ()
     # literal -> address to connect to ("" when refused); probes judge the same hosts every interval
     _literals: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _v4_allow: tuple[tuple[int, int], ...] = field(default=(), compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_v4_allow", tuple(
+            (int(net.network_address), int(net.broadcast_address)) for net in self.allow if net.version == 4))
 
     @classmethod
     def parse(cls, cidrs: str) -> EgressPolicy:
@@ -184,12 +205,26 @@ class EgressPolicy:
         if checked is None:
             if len(self._literals) >= _LITERAL_CACHE_SIZE:
                 self._literals.clear()
-            parsed = parse_ip(address)
-            checked = "" if parsed is None or self.refusal(parsed) else str(canonical(parsed))
+            checked = self._judge_dotted_quad(address)
+            if checked is None:
+                parsed = parse_ip(address)
+                checked = "" if parsed is None or self.refusal(parsed) else str(canonical(parsed))
             self._literals[address] = checked
         if not checked:
             raise EgressRefused()
         return checked
+
+    def _judge_dotted_quad(self, address: str) -> str | None:
+        """`connect_address`'s verdict for a standard dotted-quad IPv4 literal (the address, or "" when
+        refused) without building `ipaddress` objects; None for anything else (judged the slow way)."""
+        try:
+            packed = socket.inet_pton(socket.AF_INET, address)  # strict: no octal, hex or short forms
+        except OSError:
+            return None
+        value = int.from_bytes(packed, "big")
+        if not _v4_refused(value) or (self._v4_allow and _in_ranges(value, self._v4_allow)):
+            return socket.inet_ntop(socket.AF_INET, packed)
+        return ""
 
     def check_unresolved(self, host: str, *, allow_listed_only: bool = False) -> None:
         """For URL hosts an HTTP client connects to without a resolver (IP literals, numeric spellings):

@@ -45,6 +45,30 @@ def test_the_allow_list_admits_its_networks_in_every_spelling_and_nothing_else()
         assert policy.host_problem(host), host
 
 
+def _edges() -> list[str]:
+    """Both ends of every refused IPv4 network and their outside neighbours, plus allow-list edges."""
+    from iot.egress import _V4_REFUSED
+
+    out = []
+    for network, _why in _V4_REFUSED:
+        low, high = int(network.network_address), int(network.broadcast_address)
+        out += [str(ipaddress.IPv4Address(v)) for v in (low, high, low - 1 if low else 0, min(high + 1, 2**32 - 1))]
+    return out + ["172.30.0.0", "172.30.0.255", "172.30.1.0", "8.8.8.8", "255.255.255.255"]
+
+
+@pytest.mark.parametrize("policy", [PUBLIC_ONLY, EgressPolicy.parse("172.30.0.0/24, ::1/128")], ids=["public", "allow"])
+def test_the_fast_dotted_quad_verdict_equals_the_full_rules_at_every_range_edge(policy: EgressPolicy) -> None:
+    # The monitor judges new device addresses with integer ranges (issue 13); they must say what the
+    # ipaddress-based rules say, address by address.
+    for host in _edges():
+        expected = None if policy.refusal(ipaddress.ip_address(host)) else host
+        try:
+            got = EgressPolicy(policy.allow).connect_address(host)
+        except EgressRefused:
+            got = None
+        assert got == expected, host
+
+
 def test_a_bad_allow_list_names_the_entry_and_the_fix() -> None:
     with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not a CIDR; give networks like"):
         EgressPolicy.parse("127.0.0.0/8,10.0.0.0/33")
