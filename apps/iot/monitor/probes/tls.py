@@ -68,6 +68,7 @@ class TlsProbe:
         warn_days = int(options.get("warn_days", DEFAULT_WARN_DAYS))
         start = time.perf_counter()
         sock: socket.socket | None = None
+        handshaking = False
         try:
             host, port = tls_address(target)
             async with asyncio.timeout(timeout_s):
@@ -78,6 +79,7 @@ class TlsProbe:
                 if self._source:
                     sock.bind((self._source, 0))
                 await asyncio.get_running_loop().sock_connect(sock, (address, port))
+                handshaking = True
                 _reader, writer = await asyncio.open_connection(sock=sock, ssl=self._context, server_hostname=host)
                 sock = None  # the transport owns it now
             latency = elapsed_ms(start)
@@ -88,6 +90,8 @@ class TlsProbe:
         except ssl.SSLCertVerificationError as exc:
             return failed(CERT_EXPIRED if exc.verify_code == _X509_V_ERR_CERT_HAS_EXPIRED else failures.TLS_CERTIFICATE)
         except (OSError, ValueError) as exc:
+            if handshaking and isinstance(exc, OSError) and not exc.errno:
+                return failed(failures.TLS_FAILED)  # the peer hung up mid-handshake (not a TLS server?)
             return failed_because(exc)
         finally:
             if sock is not None:
