@@ -251,6 +251,9 @@ class MonitorSettings(CommonSettings):
         False, description="Reuse HTTP connections between checks (false: a new connection per check)."
     )
     canary_seconds: float = Field(5.0, gt=0, description="How often the canaries are probed.")
+    tls_ca_file: str | None = Field(
+        None, description="PEM file of the CAs tls checks trust (default: the system trust store); for a "
+        "self-hosted fleet behind a private CA.")
 
     # Monitor scheduling (issue 13): the check, not the batch, is the unit of concurrency; tenants share
     # the monitor fairly; memory is bounded by the caps below.

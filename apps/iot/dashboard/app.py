@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iot import __version__, http_headers, http_limits
+from iot.dashboard import check_options
 from iot.dashboard.context import NotFound, PageError, Services, SignInRequired
 from iot.dashboard.routes import ROUTERS
 from iot.dashboard.session import SessionCodec
@@ -41,6 +42,7 @@ def _templates() -> Jinja2Templates:
     env.filters["ms"] = lambda v: "-" if v is None else f"{v:.0f} ms" if v >= 10 else f"{v:.1f} ms"
     env.filters["utc"] = lambda t: "-" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     env.globals["version"] = __version__
+    env.globals["check_option_fields"] = check_options.FIELDS  # the device forms' per-kind fieldsets
     return templates
 
 

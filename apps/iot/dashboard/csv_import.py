@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 
 REQUIRED_COLUMNS = ("name", "kind")
-OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags")
+OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "retries", "options")
 TAG_SEPARATOR = ";"  # inside the `tags` cell: "env:prod;site/berlin" (a comma would split the CSV cell)
-INTEGER_COLUMNS = frozenset({"interval_s", "timeout_ms", "grace_s"})
+INTEGER_COLUMNS = frozenset({"interval_s", "timeout_ms", "grace_s", "retries"})
+# The `options` cell is the kind's options as a JSON object, quoted like any CSV cell with commas:
+# "{""expected_status"": [""200-299""], ""keyword"": ""ok""}" (checked by the kind's model, like the API).
+OPTIONS_EXAMPLE = '"{""expected_status"": [""200-299""], ""keyword"": ""ok""}"'
 MAX_ROWS = 10_000
 EXAMPLE = ("name,kind,target,interval_s\nsensor-1,http,http://sensor-1.example.com/health,30\n"
            "gateway-1,tcp,gateway-1.example.com:22,60\n")
@@ -87,6 +91,15 @@ def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], str | None
                 return device, f"{column} must be a whole number, got {value!r}"
         elif column == "tags":
             device[column] = [tag.strip() for tag in value.split(TAG_SEPARATOR) if tag.strip()]
+        elif column == "options":
+            try:
+                options = json.loads(value)
+            except ValueError:
+                options = None
+            if not isinstance(options, dict):
+                return device, ("options must be a JSON object in one quoted cell, e.g. "
+                                f"{OPTIONS_EXAMPLE} (double the quotes inside)")
+            device[column] = options
         elif column == "enabled":
             if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
                 return device, f"enabled must be true or false, got {value!r}"

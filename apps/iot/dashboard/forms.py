@@ -6,10 +6,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from iot.dashboard.check_options import options_from_form
 from iot.errors import InputError
 from iot.repo.devices import DeviceSpec
 
-INT_FIELDS = ("interval_s", "timeout_ms", "grace_s", "parent_id", "anomaly_checks")
+INT_FIELDS = ("interval_s", "timeout_ms", "grace_s", "parent_id", "anomaly_checks", "retries")
 REQUIRED_INTS = frozenset({"interval_s", "timeout_ms"})  # blank keeps the default / current value
 FLOAT_FIELDS = ("anomaly_factor", "anomaly_min_ms")
 OPTIONAL_TEXT = ("target",)
@@ -30,8 +31,9 @@ def _text(form: Mapping[str, Any], name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def device_changes(form: Mapping[str, Any]) -> dict[str, Any]:
-    """Fields of a device form as typed values; blank optional fields become None (use the default)."""
+def device_changes(form: Mapping[str, Any], current_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fields of a device form as typed values; blank optional fields become None (use the default).
+    `current_options`: the device's options before the edit (kept header values)."""
     changes: dict[str, Any] = {}
     for name in TEXT_FIELDS:
         if name in form:
@@ -58,6 +60,9 @@ def device_changes(form: Mapping[str, Any]) -> dict[str, Any]:
         changes["tags"] = split_tags(value if isinstance(value, str) else "")
     if ENABLED_MARKER in form:
         changes["enabled"] = form.get("enabled") in ("on", "true", "1")
+    options = options_from_form(str(changes.get("kind") or ""), form, current_options)
+    if options is not None:
+        changes["options"] = options
     return changes
 
 

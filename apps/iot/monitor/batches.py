@@ -2,10 +2,10 @@
 
 Entry format (protocol.CHECKS_FIELD, one JSON array per check, produced by `iot.worker.catalog`):
 
-    [device_id, kind, target, timeout_ms, tenant_id, interval_s, ...]
+    [device_id, kind, target, timeout_ms, tenant_id, interval_s, options, ...]
 
-Elements are only ever appended: a reader takes the ones it knows and ignores the rest (issue 15 adds
-per-kind options as the 7th), and entries from an older worker without tenant_id / interval_s still work
+Elements are only ever appended: a reader takes the ones it knows and ignores the rest; `options` (the
+device's per-kind options object, issue 15) is left out when the device has none, and entries from an older worker without tenant_id / interval_s still work
 (tenant 0, never dropped as late).
 """
 
@@ -34,14 +34,15 @@ class Batch:
 
 
 class Check:
-    __slots__ = ("batch", "deadline", "device_id", "index", "kind", "target", "tenant", "timeout_s")
+    __slots__ = ("batch", "deadline", "device_id", "index", "kind", "options", "target", "tenant", "timeout_s")
 
     def __init__(self, batch: Batch, index: int, device_id: int, kind: str, target: str, timeout_s: float,
-                 tenant: int, deadline: float) -> None:
+                 tenant: int, deadline: float, options: dict[str, Any] | None = None) -> None:
         self.batch, self.index = batch, index
         self.device_id, self.kind, self.target, self.timeout_s = device_id, kind, target, timeout_s
         self.tenant = tenant
         self.deadline = deadline  # unix time: not started by then, its next check is already due -> drop
+        self.options = options  # None: the kind's defaults (the plain, fast probes)
 
 
 @dataclass(slots=True)
@@ -78,8 +79,9 @@ def make_checks(batch: Batch, decoded: DecodedBatch, skip: set[int] | frozenset[
         tenant = int(entry[4]) if len(entry) > 4 and entry[4] is not None else UNKNOWN_TENANT
         interval_s = float(entry[5]) if len(entry) > 5 and entry[5] is not None else math.inf
         deadline = decoded.sent + interval_s if decoded.sent > 0 else math.inf
+        options = entry[6] if len(entry) > 6 and isinstance(entry[6], dict) and entry[6] else None
         checks.append(Check(batch, index, int(entry[0]), str(entry[1]), str(entry[2]), int(entry[3]) / 1000.0,
-                            tenant, deadline))
+                            tenant, deadline, options))
     return checks
 
 

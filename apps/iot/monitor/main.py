@@ -35,7 +35,7 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
     await wait_for_redis(settings.redis_url.get_secret_value())
     client = redis_client(settings.redis_url.get_secret_value())
     prober = Prober(settings.monitor_source_address, settings.concurrency, settings.http_keepalive,
-                    egress=settings.egress_policy())
+                    egress=settings.egress_policy(), tls_ca_file=settings.tls_ca_file)
     await prober.start()
     metrics = MonitorMetrics(settings.region)
     heartbeat = Heartbeat(

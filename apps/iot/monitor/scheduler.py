@@ -183,7 +183,7 @@ class FairScheduler:
         def done(result: ProbeResult) -> None:
             self._finished(lane, check, result, started_at)
 
-        self._prober.begin(check.kind, check.target, check.timeout_s, done)
+        self._prober.begin(check.kind, check.target, check.timeout_s, done, check.options)
 
     def _finished(self, lane: _Lane, check: Check, result: ProbeResult, started_at: float) -> None:
         lane.inflight -= 1

@@ -9,24 +9,24 @@ foreign id behaves exactly like a missing one. Callers that change devices must 
 
 from __future__ import annotations
 
-import ipaddress
-import re
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 from redis.asyncio import Redis
 
+from iot.checks import KIND_NAMES
+from iot.checks import KINDS as CHECK_KINDS
+from iot.checks.base import OptionsProblem
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.errors import Conflict, InputError
 from iot.inputs import (
     MAX_NAME,
     id_problem,
     tags_problem,
-    target_text_problem,
     text_problem,
 )
 from iot.protocol import DEVICES_VERSION_KEY
@@ -34,13 +34,13 @@ from iot.quotas import DEFAULT_QUOTAS, Quotas, Usage, admit, check_rate, effecti
 from iot.repo._db import Executor, connection
 from iot.tokens import DEVICE_TOKEN_PREFIX, new_token, token_hash
 
-KINDS = ("http", "tcp", "icmp", "push")
+KINDS = KIND_NAMES  # iot.checks.KINDS is the one list
 STATES = ("up", "down", "degraded", "unknown")
 
 DEVICE_COLUMNS = (
     "d.id, d.tenant_id, d.name, d.kind, d.target, d.interval_s, d.timeout_ms, d.grace_s, d.parent_id, "
     "d.enabled, d.anomaly_factor, d.anomaly_min_ms, d.anomaly_checks, d.state, d.state_since, "
-    "d.last_seen_at, d.created_at, d.updated_at, d.tags"
+    "d.last_seen_at, d.created_at, d.updated_at, d.tags, d.options, d.retries"
 )
 # Mean of the last successful latency over the regions (NULL when no region has one).
 LATENCY_EXPR = (
@@ -49,11 +49,11 @@ LATENCY_EXPR = (
 
 INSERT_DEVICES = """
 INSERT INTO devices (tenant_id, name, kind, target, interval_s, timeout_ms, grace_s, parent_id, enabled,
-                     token_hash, anomaly_factor, anomaly_min_ms, anomaly_checks, tags)
-SELECT $1, n, k, t, i, tm, g, p, e, h, af, am, ac, string_to_array(tg, ',')
+                     token_hash, anomaly_factor, anomaly_min_ms, anomaly_checks, tags, options, retries)
+SELECT $1, n, k, t, i, tm, g, p, e, h, af, am, ac, string_to_array(tg, ','), o::jsonb, r
 FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[], $8::bigint[],
-            $9::bool[], $10::text[], $11::real[], $12::real[], $13::int[], $14::text[])
-     AS x(n, k, t, i, tm, g, p, e, h, af, am, ac, tg)
+            $9::bool[], $10::text[], $11::real[], $12::real[], $13::int[], $14::text[], $15::text[], $16::int[])
+     AS x(n, k, t, i, tm, g, p, e, h, af, am, ac, tg, o, r)
 RETURNING id, name
 """
 SELECT_EXISTING_NAMES = "SELECT name FROM devices WHERE tenant_id = $1 AND name = ANY($2::text[])"
@@ -77,7 +77,7 @@ SELECT EXISTS (SELECT 1 FROM tree WHERE id = $3)
 UPDATE_DEVICE = """
 UPDATE devices SET name = $3, kind = $4, target = $5, interval_s = $6, timeout_ms = $7, grace_s = $8,
        parent_id = $9, enabled = $10, anomaly_factor = $11, anomaly_min_ms = $12, anomaly_checks = $13,
-       tags = $14, updated_at = now()
+       tags = $14, options = $15, retries = $16, updated_at = now()
 WHERE tenant_id = $1 AND id = $2
 """
 DELETE_DEVICE = "DELETE FROM devices WHERE tenant_id = $1 AND id = $2 RETURNING id"
@@ -89,8 +89,6 @@ WHERE d.token_hash = $1
 """
 SELECT_STATE_COUNTS = "SELECT state, count(*) AS n FROM devices WHERE tenant_id = $1 GROUP BY state"
 
-# Matched with `fullmatch` (`$` would let "host\n" through).
-HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
 
 
 @dataclass(slots=True)
@@ -109,6 +107,8 @@ class DeviceSpec:
     anomaly_min_ms: float | None = None
     anomaly_checks: int | None = None
     tags: list[str] = field(default_factory=list)  # normalised by _check_spec
+    options: dict[str, Any] = field(default_factory=dict)  # checked and normalised by the kind's model
+    retries: int | None = None  # failed checks in a row before a region counts as failing (None: default)
 
 
 EDITABLE_FIELDS = frozenset(f.name for f in fields(DeviceSpec))
@@ -135,6 +135,8 @@ class Device:
     created_at: datetime
     updated_at: datetime
     tags: list[str]
+    options: dict[str, Any]
+    retries: int | None
     latency_ms: float | None = None
 
     @classmethod
@@ -146,6 +148,7 @@ class Device:
     def spec(self) -> DeviceSpec:
         spec = DeviceSpec(**{name: getattr(self, name) for name in EDITABLE_FIELDS})
         spec.tags = list(spec.tags)
+        spec.options = dict(spec.options)
         return spec
 
 
@@ -189,61 +192,30 @@ class IngestDevice:
 
 
 def target_problem(kind: str, target: str | None) -> str | None:
-    """Why `target` does not fit a device of `kind`, or None."""
-    if kind == "push":
-        return "push devices have no target (they send to the tracker); omit it" if target else None
-    if not target:
-        examples = {"http": "https://pump-1.example.com/health", "tcp": "gateway-1.example.com:502",
-                    "icmp": "gateway-1.example.com"}
-        return f"required for kind {kind!r}, e.g. {examples.get(kind, '...')!r}"
-    problem = target_text_problem(target)
-    if problem:
-        return problem
-    if kind == "http":
-        parts = urlsplit(target)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return f"{target!r} is not an http(s) URL with a host, e.g. 'http://pump-1.example.com:8080/health'"
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            return f"{target!r} has an invalid port (1-65535)"
-        return None
-    if kind == "tcp":
-        host, sep, port = target.rpartition(":")
-        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not _is_host(host):
-            return f"{target!r} is not host:port with a port 1-65535, e.g. 'gateway-1.example.com:502' or '[2001:db8::5]:502'"
-        return None
-    if kind == "icmp":
-        return None if _is_host(target) else f"{target!r} is not a hostname or IP address, e.g. 'gateway-1.example.com'"
-    return None
+    """Why `target` does not fit a device of `kind`, or None (the kind's own rule, `iot.checks`)."""
+    check_kind = CHECK_KINDS.get(kind)
+    return check_kind.target_problem(target) if check_kind else f"{kind!r} is not one of {', '.join(KINDS)}"
 
 
 def target_host(kind: str, target: str) -> str:
-    """The host a (shape-checked) target makes a monitor connect to."""
-    if kind == "http":
-        return urlsplit(target).hostname or ""
-    if kind == "tcp":
-        host = target.rpartition(":")[0]
-        return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    return target
+    """The host a (shape-checked) target makes a monitor connect to ('' for kinds that connect to none)."""
+    return CHECK_KINDS[kind].host(target)
 
 
-async def _check_egress(egress: EgressPolicy, specs: Sequence[DeviceSpec], field_of: Callable[[int], str]) -> None:
-    """Refuse targets the monitors would refuse to connect to (names resolved now; judged again per probe)."""
-    hosts = {i: target_host(s.kind, s.target) for i, s in enumerate(specs) if s.kind != "push" and s.target}
-    problems = await egress.registration_problems(hosts.values())
-    for i, host in hosts.items():
+async def _check_egress(egress: EgressPolicy, specs: Sequence[DeviceSpec], prefix_of: Callable[[int], str]) -> None:
+    """Refuse targets (and resolvers) the monitors would refuse to connect to (names resolved now; judged
+    again per probe). The field is `target`, or `options.resolver` for a host that came from the options."""
+    hosts: dict[tuple[int, str], str] = {}
+    for i, spec in enumerate(specs):
+        kind = CHECK_KINDS[spec.kind]
+        for host in kind.egress_hosts(spec.target, spec.options):
+            if host:
+                from_target = bool(spec.target) and host == kind.host(spec.target)
+                hosts[(i, "target" if from_target else "options.resolver")] = host
+    problems = await egress.registration_problems(set(hosts.values()))
+    for (i, name), host in hosts.items():
         if host in problems:
-            raise InputError(field_of(i), f"{problems[host]}; monitors only probe public internet addresses")
-
-
-def _is_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(HOSTNAME_RE.fullmatch(host))
+            raise InputError(f"{prefix_of(i)}{name}", f"{problems[host]}; monitors only probe public internet addresses")
 
 
 def _check_spec(spec: DeviceSpec, prefix: str) -> None:
@@ -255,6 +227,13 @@ def _check_spec(spec: DeviceSpec, prefix: str) -> None:
     problem = target_problem(spec.kind, spec.target)
     if problem:
         raise InputError(f"{prefix}target", problem)
+    try:
+        spec.options = CHECK_KINDS[spec.kind].options(spec.options)
+    except OptionsProblem as exc:
+        field_name = "options" if exc.field == "options" else f"options.{exc.field}"
+        raise InputError(f"{prefix}{field_name}", f"{exc.reason} (kind {spec.kind!r})") from None
+    if spec.retries is not None and (isinstance(spec.retries, bool) or not 1 <= spec.retries <= 20):
+        raise InputError(f"{prefix}retries", "must be between 1 and 20 failed checks in a row (omit for the default)")
     if not 5 <= spec.interval_s <= 86400:
         raise InputError(f"{prefix}interval_s", "must be between 5 and 86400 seconds")
     if not 100 <= spec.timeout_ms <= 60000:
@@ -307,7 +286,7 @@ async def create_devices(
             raise InputError(f"{item(i)}name",
                              f"{spec.name!r} is also used by item {seen[spec.name]} of this request; names must be unique")
         seen[spec.name] = i
-    await _check_egress(egress, specs, lambda i: f"{item(i)}target")
+    await _check_egress(egress, specs, item)
     tokens = [new_token(DEVICE_TOKEN_PREFIX) for _ in specs]
     async with connection(db) as conn, conn.transaction():
         before = await locked_usage(conn, tenant_id)
@@ -333,6 +312,7 @@ async def create_devices(
                 [s.anomaly_factor for s in specs], [s.anomaly_min_ms for s in specs],
                 [s.anomaly_checks for s in specs],
                 [",".join(s.tags) for s in specs],  # "," is not a tag character; split again in SQL
+                [json.dumps(s.options) for s in specs], [s.retries for s in specs],
             )
         except asyncpg.UniqueViolationError as exc:  # a concurrent create took a name
             raise Conflict("name", "a device with one of these names was created concurrently; retry") from exc
@@ -360,6 +340,8 @@ async def update_device(
         current = Device.from_record(row).spec()
         merged = {**_as_dict(current), **changes}
         if merged["kind"] != current.kind:
+            if "options" not in changes:
+                merged["options"] = {}  # one kind's options mean nothing to another
             if "target" not in changes:
                 if merged["kind"] != "push":
                     raise InputError("target", f"give a target that fits kind {merged['kind']!r} when changing the kind")
@@ -368,8 +350,8 @@ async def update_device(
                 merged["grace_s"] = None
         spec = DeviceSpec(**merged)
         _check_spec(spec, "")
-        if "target" in changes or "kind" in changes:
-            await _check_egress(egress, [spec], lambda _i: "target")
+        if "target" in changes or "kind" in changes or "options" in changes:
+            await _check_egress(egress, [spec], lambda _i: "")
         added_rate = (check_rate(spec.kind, spec.interval_s, spec.enabled)
                       - check_rate(current.kind, current.interval_s, current.enabled))
         if added_rate > 0:
@@ -388,7 +370,7 @@ async def update_device(
             await conn.execute(
                 UPDATE_DEVICE, tenant_id, device_id, spec.name, spec.kind, spec.target, spec.interval_s,
                 spec.timeout_ms, spec.grace_s, spec.parent_id, spec.enabled, spec.anomaly_factor,
-                spec.anomaly_min_ms, spec.anomaly_checks, spec.tags,
+                spec.anomaly_min_ms, spec.anomaly_checks, spec.tags, spec.options, spec.retries,
             )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("name", f"a device named {spec.name!r} already exists") from exc

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
 SELECT_SCHEDULED_DEVICES = """
 SELECT id, tenant_id, name, kind, target, interval_s, timeout_ms, parent_id,
-       anomaly_factor, anomaly_min_ms, anomaly_checks, state
+       anomaly_factor, anomaly_min_ms, anomaly_checks, state, options, retries
 FROM devices
 WHERE enabled AND kind <> 'push'
 ORDER BY id
@@ -30,17 +31,21 @@ class Device:
     anomaly_min_ms: float | None = None
     anomaly_checks: int | None = None
     state: str = "unknown"
+    options: dict[str, Any] = field(default_factory=dict)  # the kind's options (validated on save)
+    retries: int | None = None  # failed checks in a row before a region counts as failing (None: default)
 
     def check_fragment(self) -> str:
         """This device's entry in a check batch, encoded once per reload.
 
-        `[device_id, kind, target, timeout_ms, tenant_id, interval_s]`: the monitor shares its work fairly
-        by tenant and drops a check that could not start before the next one is due (interval). Elements
-        are only ever appended (per-kind options come next); readers ignore those they do not know.
+        `[device_id, kind, target, timeout_ms, tenant_id, interval_s, options]`: the monitor shares its work
+        fairly by tenant and drops a check that could not start before the next one is due (interval).
+        `options` only when the device has some, so plain entries stay as short as before. Elements are
+        only ever appended; readers ignore those they do not know.
         """
         # Only the target needs JSON escaping; formatting the rest directly is 3x faster for 100k devices.
+        options = f",{json.dumps(self.options, separators=(',', ':'))}" if self.options else ""
         return (f'[{self.id},"{self.kind}",{json.dumps(self.target)},{self.timeout_ms},{self.tenant_id},'
-                f'{self.interval_s}]')
+                f'{self.interval_s}{options}]')
 
 
 async def load_devices(pool: asyncpg.Pool) -> dict[int, Device]:

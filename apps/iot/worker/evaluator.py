@@ -66,6 +66,7 @@ class Evaluator:
         self._pool = pool
         self._devices = devices
         self.th = thresholds
+        self._th_by_retries: dict[int, Thresholds] = {}  # per-device retries, one Thresholds per value
         self.instance = instance
         self._alive = region_alive_seconds
         self._rate_threshold = region_failure_rate
@@ -253,7 +254,7 @@ class Evaluator:
             # Views older than two intervals (+ the probe's own timeout, since checked_at is when the probe
             # started, + slack) are stale: that region stopped checking the device.
             fresh_after = now - 2 * device.interval_s - device.timeout_ms / 1000.0 - 15
-            verdict = decide(self.views.get(device_id, {}), self._healthy, self.th, checks_needed, fresh_after,
+            verdict = decide(self.views.get(device_id, {}), self._healthy, self._th_of(device), checks_needed, fresh_after,
                              self._healthy_since)
             current = self.states.get(device_id, "unknown")
             if verdict.state is None:
@@ -266,6 +267,15 @@ class Evaluator:
             self.states[device_id] = verdict.state
             changes.append(self._change(device, current, verdict.state, verdict, now))
         return changes
+
+    def _th_of(self, device: Device) -> Thresholds:
+        """The thresholds for one device: the service's, with the device's own `retries` when it has one."""
+        if device.retries is None or device.retries == self.th.failures_to_down:
+            return self.th
+        th = self._th_by_retries.get(device.retries)
+        if th is None:
+            th = self._th_by_retries[device.retries] = dataclasses.replace(self.th, failures_to_down=device.retries)
+        return th
 
     def _escalation(self, device: Device, state: str, verdict: Any, now: float) -> store.StateChange | None:
         """A suppressed child still failing on evidence gathered after its parent recovered: its own incident
@@ -469,7 +479,8 @@ class Evaluator:
                 continue
             device = self._devices().get(device_id)
             checks_needed = (device.anomaly_checks if device else None) or self.th.anomaly_checks
-            row = (device_id, region, view.state(self.th, checks_needed), view.last_ok, view.last_latency_ms,
+            th = self._th_of(device) if device else self.th
+            row = (device_id, region, view.state(th, checks_needed), view.last_ok, view.last_latency_ms,
                    view.last_error, view.last_checked_at, view.consecutive_failures, view.mean_ms, view.var_ms2,
                    view.samples, view.slow_streak)
             for col, value in zip(cols, row, strict=True):

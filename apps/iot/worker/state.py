@@ -2,7 +2,8 @@
 
 A region's view of a device counts as failing after `failures_to_down` failed checks in a row, as
 passing after a successful check, and as slow after `anomaly_checks` checks in a row well above its
-EWMA latency baseline. The device is
+EWMA latency baseline. A passing check that carries a warning (TLS certificate expiring soon) makes the view degraded.
+The device is
 - down      when failing views from healthy live regions >= need = max(quorum_min, ceil(healthy / 2)),
 - degraded  when not down and slow views >= need,
 - up        when not down/degraded and at least one healthy region passes,
@@ -82,7 +83,9 @@ class RegionView:
     def state(self, th: Thresholds, anomaly_checks: int) -> str:
         if self.consecutive_failures >= th.failures_to_down:
             return "down"
-        if self.last_ok and self.slow_streak >= anomaly_checks:
+        # A passing check with an error text is a warning from the probe (a TLS certificate close to
+        # expiry): degraded, like a slow streak.
+        if self.last_ok and (self.slow_streak >= anomaly_checks or self.last_error is not None):
             return "degraded"
         if self.last_ok:
             return "up"

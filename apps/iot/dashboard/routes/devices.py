@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from iot.dashboard import csv_import, queries
+from iot.dashboard import check_options, csv_import, queries
 from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
@@ -207,7 +207,9 @@ async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str 
     values = await _detail_values(ctx, device_id)
     regions = [r.region for r in values["region_states"]]  # type: ignore[attr-defined]
     chart = await _chart(ctx, values["device"], regions, window)  # type: ignore[arg-type]
-    return ctx.render(request, "device.html", page="devices", chart=chart, **values)
+    device = values["device"]
+    options = check_options.describe(device.kind, device.options)  # type: ignore[attr-defined]
+    return ctx.render(request, "device.html", page="devices", chart=chart, options=options, **values)
 
 
 @router.get("/fragments/devices/{device_id}")
@@ -233,6 +235,8 @@ def _form_of(device: devices.Device) -> dict[str, object]:
     spec = device.spec()
     form = {name: ("" if value is None else value) for name, value in vars_of(spec).items()}
     form["tags"] = ", ".join(spec.tags)
+    form.update(check_options.form_values(spec.options))
+    form["has_headers"] = bool(spec.options.get("headers"))
     return form
 
 
@@ -244,7 +248,9 @@ def vars_of(spec: devices.DeviceSpec) -> dict[str, object]:
 async def update_device(request: Request, ctx: Tenant, form: Form, device_id: Id) -> Response:
     detail = await _detail(ctx, device_id)
     try:
-        updated = await devices.update_device(ctx.db, ctx.tenant.id, device_id, device_changes(form),
+        same_kind = form.get("kind") == detail.device.kind
+        changes = device_changes(form, detail.device.options if same_kind else None)
+        updated = await devices.update_device(ctx.db, ctx.tenant.id, device_id, changes,
                                               egress=ctx.services.settings.egress_policy(),
                                               quotas=ctx.services.settings.quotas())
     except InputError as exc:

@@ -1,4 +1,5 @@
 """HTTP probes: status and latency; a new connection per check by default, or aiohttp with keep-alive.
+Devices with options (method, headers, body, statuses, body conditions) always use aiohttp.
 
 Both connect only where the egress policy allows: the plain probe resolves and judges the host itself,
 aiohttp gets an `EgressResolver` (and IP-literal URLs, which skip resolvers, are judged before the request).
@@ -28,6 +29,7 @@ from iot.monitor.probes.common import (
     prepare_probe_socket,
     resolve_then,
 )
+from iot.monitor.probes.http_conditions import BODY_TOO_LARGE, Conditions, read_capped
 
 
 def _http_socket(addr_info: tuple) -> socket.socket:  # aiohttp socket_factory
@@ -70,9 +72,9 @@ class HttpProbe:
             await self._session.close()
             self._session = None
 
-    def begin(self, url: str, timeout_s: float, done: Done) -> None:
+    def begin(self, url: str, timeout_s: float, done: Done, conditions: Conditions | None = None) -> None:
         """Start one check as a task (aiohttp needs one); `done(result)` is called when it ends."""
-        task = asyncio.get_running_loop().create_task(self.check(url, timeout_s))
+        task = asyncio.get_running_loop().create_task(self.check(url, timeout_s, conditions))
         self._running.add(task)
 
         def finished(t: asyncio.Task[ProbeResult]) -> None:
@@ -86,7 +88,8 @@ class HttpProbe:
 
         task.add_done_callback(finished)
 
-    async def check(self, url: str, timeout_s: float) -> ProbeResult:
+    async def check(self, url: str, timeout_s: float, conditions: Conditions | None = None) -> ProbeResult:
+        """One check; `conditions` (an http device's options) set the request and what counts as up."""
         assert self._session is not None, "HttpProbe.start() first"
         start = time.perf_counter()
         try:
@@ -95,6 +98,8 @@ class HttpProbe:
                 timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
             # IP literals skip the resolver: judge them here (names: the connector's EgressResolver)
             self._egress.check_unresolved(urlsplit(url).hostname or "")
+            if conditions is not None:
+                return await self._check_conditions(url, timeout, conditions, start)
             async with self._session.get(url, timeout=timeout, allow_redirects=False) as resp:
                 latency = elapsed_ms(start)
                 if self._keepalive:
@@ -109,6 +114,23 @@ class HttpProbe:
             return failed(f"timeout after {timeout_s:g}s")
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return failed_because(exc)
+
+
+    async def _check_conditions(self, url: str, timeout: aiohttp.ClientTimeout, conditions: Conditions,
+                                start: float) -> ProbeResult:
+        assert self._session is not None
+        async with self._session.request(conditions.method, url, headers=conditions.headers or None,
+                                         data=conditions.body, timeout=timeout, allow_redirects=False) as resp:
+            latency = elapsed_ms(start)
+            body = None
+            if conditions.reads_body:
+                body = await read_capped(resp.content)
+                if body is None:
+                    resp.close()  # the rest stays unread: the connection cannot be reused
+                    return ProbeResult(False, latency, BODY_TOO_LARGE)
+            elif self._keepalive:
+                await _drain_or_close(resp)
+            return conditions.judge(resp.status, body, latency)
 
 
 # Keep-alive probes read at most this much of a body to reuse the connection.

@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from typing_extensions import TypedDict
 
+from iot.checks import KIND_NAMES, KINDS
 from iot.inputs import INT4_MAX, MAX_TAGS, DisplayName, Id, Name, Secret, Slug, TagText, Target, Url
 
-Kind = Literal["http", "tcp", "icmp", "push"]
+Kind = Literal[KIND_NAMES]  # type: ignore[valid-type]  # iot.checks.KINDS is the one list
 State = Literal["up", "down", "degraded", "unknown"]
 
 # Tags of the shape branches; the error formatter drops them from field paths.
@@ -88,10 +89,21 @@ TAGS_DESCRIPTION = (f"Free-form labels, at most {MAX_TAGS}: 1-50 letters, digits
                     "trimmed and lower-case, duplicates collapsed.")
 
 
+# Checked against the kind's model in iot.repo.devices (the dashboard and CSV import share that check);
+# here only bounded in size, so a huge object is refused before the model sees it.
+CheckOptions = Annotated[dict[str, Any], Field(max_length=20)]
+Retries = Annotated[int, Field(ge=1, le=20)]
+OPTIONS_DESCRIPTION = (
+    "Per-kind options (omitted ones take their defaults). http: method, headers, body, expected_status "
+    "(codes and ranges like \"200-299\"), keyword, absent_keyword, json_path + json_equals; tls: warn_days; "
+    "dns: record_type (A, AAAA, CNAME, MX, TXT, NS), expected, resolver (IP[:port]). tcp, icmp, push: none.")
+RETRIES_DESCRIPTION = ("Failed checks in a row before a region counts this device as failing "
+                       "(default: the service's FAILURES_TO_DOWN).")
+
+
 class DeviceIn(Strict):
     name: Name = Field(examples=["pump-17"])
-    kind: Kind = Field(description="http: GET target URL; tcp: connect host:port; icmp: ping host; "
-                                   "push: the device sends metrics/heartbeats itself.")
+    kind: Kind = Field(description="; ".join(k.description for k in KINDS.values()) + ".")
     target: Target | None = Field(None, examples=["http://pump-1.example.com:8080/health"])
     interval_s: int = Field(60, ge=5, le=86400, description="Check (or expected push) interval.")
     timeout_ms: int = Field(5000, ge=100, le=60000)
@@ -104,6 +116,8 @@ class DeviceIn(Strict):
     anomaly_checks: int | None = Field(None, ge=1, le=100, description="Slow checks in a row before `degraded`.")
     tags: list[TagText] = Field([], max_length=MAX_TAGS, examples=[["env:prod", "site/berlin"]],
                                 description=TAGS_DESCRIPTION)
+    options: CheckOptions = Field({}, description=OPTIONS_DESCRIPTION, examples=[KINDS["http"].options_example])
+    retries: Retries | None = Field(None, description=RETRIES_DESCRIPTION)
 
 
 class DevicePatch(Strict):
@@ -119,6 +133,8 @@ class DevicePatch(Strict):
     anomaly_min_ms: float | None = Field(None, ge=0, le=60000)
     anomaly_checks: int | None = Field(None, ge=1, le=100)
     tags: list[TagText] | None = Field(None, max_length=MAX_TAGS, description="Replaces all tags ([] clears them).")
+    options: CheckOptions | None = Field(None, description="Replaces all options ({} resets them to the defaults).")
+    retries: Retries | None = None
 
 
 class DevicesWrapped(Strict):
@@ -164,6 +180,8 @@ class DeviceOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     tags: list[str]
+    options: dict[str, Any] = Field(description="The kind's options that differ from their defaults.")
+    retries: int | None
 
 
 class TagOut(BaseModel):

@@ -1,0 +1,128 @@
+"""The check-kind registry (iot.checks) is the one list of kinds, and each kind's options are validated the
+same way in the API (and, through the same repository call, the dashboard): bad options are a 422 naming
+`options.<field>` and the fix."""
+
+from __future__ import annotations
+
+import re
+import typing
+
+import pytest
+from test_tracker_api import assert_error, db_query, new_tenant
+
+from iot.checks import KINDS, SCHEDULED
+from iot.tracker.schemas import Kind
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_each_kind_is_named_as_registered_and_its_example_passes(name: str) -> None:
+    kind = KINDS[name]
+    assert kind.name == name
+    assert kind.target_problem(kind.example) is None
+    assert kind.options(kind.options_example) == kind.options_example  # examples are already normalised
+    assert kind.options({}) == {}
+
+
+def test_the_api_kind_and_the_database_check_equal_the_registry(tracker) -> None:
+    assert typing.get_args(Kind) == tuple(KINDS)
+    (row,) = db_query(tracker, "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint "
+                               "WHERE conname = 'devices_kind_check'")
+    assert sorted(re.findall(r"'(\w+)'::text", row["def"])) == sorted(KINDS)
+    assert set(SCHEDULED) == set(KINDS) - {"push"}
+
+
+@pytest.mark.parametrize(("device", "field", "reason"), [
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"expected_status": ["200-1000"]}},
+     "options.expected_status", "range like '200-299'"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"expected_status": [299, "300-200"]}},
+     "options.expected_status", "item 1"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"method": "BREW"}},
+     "options.method", "'GET'"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"body": "x"}},
+     "options", "needs method POST"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"headers": {"Host": "internal"}}},
+     "options.headers", "set by the monitor"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"headers": {"X-A": "1\r\nX-B: 2"}}},
+     "options.headers", "control character"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"headers": {"bad name": "1"}}},
+     "options.headers", "not a header name"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"json_path": "$.status"}},
+     "options", "json_path and json_equals go together"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"json_path": "$..[", "json_equals": 1}},
+     "options.json_path", "not a JSONPath"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"method": "HEAD", "keyword": "ok"}},
+     "options", "use GET"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"keyword": "k" * 201}},
+     "options.keyword", "at most 200"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"warn_days": 3}},
+     "options.warn_days", "allowed: method, headers"),
+    ({"kind": "tcp", "target": "127.0.0.1:9", "options": {"keyword": "x"}},
+     "options.keyword", "this kind has no options"),
+    ({"kind": "tls", "target": "127.0.0.1:443", "options": {"warn_days": 0}},
+     "options.warn_days", "greater than or equal to 1"),
+    ({"kind": "tls", "target": "127.0.0.1:99999"}, "target", "port 1-65535"),
+    ({"kind": "dns", "target": "pump.example.com", "options": {"record_type": "SRV"}},
+     "options.record_type", "'TXT'"),
+    ({"kind": "dns", "target": "pump.example.com", "options": {"resolver": "dns.example.com"}},
+     "options.resolver", "not an IP address"),
+    ({"kind": "dns", "target": "http://pump.example.com/"}, "target", "not a domain name"),
+    ({"kind": "dns", "target": "pump.example.com", "options": "A"}, "options", "valid dictionary"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "retries": 0}, "retries", "greater than or equal to 1"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "retries": 21}, "retries", "less than or equal to 20"),
+])
+def test_bad_options_are_refused_naming_the_field(tracker, device: dict, field: str, reason: str) -> None:
+    with new_tenant(tracker) as client:
+        response = client.post("/v1/devices", json={"name": "d1", **device})
+        assert_error(response, 422, field, reason)
+        # the same check on update, and in a bulk create naming the item
+        made = client.post("/v1/devices", json={"name": "plain", "kind": "push"})
+        assert made.status_code == 201, made.text
+        patched = client.patch(f"/v1/devices/{made.json()['id']}", json={**device})
+        assert_error(patched, 422, field, reason)
+        bulk = client.post("/v1/devices", json=[{"name": "ok", "kind": "push"}, {"name": "d2", **device}])
+        assert_error(bulk, 422, f"devices[1].{field}", reason)
+
+
+def test_options_and_retries_are_stored_normalised_and_shown(tracker) -> None:
+    with new_tenant(tracker) as client:
+        created = client.post("/v1/devices", json={
+            "name": "api", "kind": "http", "target": "http://127.0.0.1:9/health", "retries": 4,
+            "options": {"method": "GET", "expected_status": ["200-299", "304"], "keyword": "ok"}})
+        assert created.status_code == 201, created.text
+        device_id = created.json()["id"]
+        shown = client.get(f"/v1/devices/{device_id}").json()
+        # defaults left out, single codes as numbers
+        assert shown["options"] == {"expected_status": ["200-299", 304], "keyword": "ok"}
+        assert shown["retries"] == 4
+        listed = client.get("/v1/devices").json()["items"][0]
+        assert listed["options"] == shown["options"]
+
+        # a patch of something else keeps the options; options replace, not merge
+        client.patch(f"/v1/devices/{device_id}", json={"interval_s": 120})
+        assert client.get(f"/v1/devices/{device_id}").json()["options"] == shown["options"]
+        patched = client.patch(f"/v1/devices/{device_id}", json={"options": {"absent_keyword": "error"}, "retries": None})
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["options"] == {"absent_keyword": "error"} and patched.json()["retries"] is None
+
+        # changing the kind drops the old kind's options (they mean nothing to tls)
+        to_tls = client.patch(f"/v1/devices/{device_id}", json={"kind": "tls", "target": "127.0.0.1:443"})
+        assert to_tls.status_code == 200, to_tls.text
+        assert to_tls.json()["options"] == {}
+        warn = client.patch(f"/v1/devices/{device_id}", json={"options": {"warn_days": 30}})
+        assert warn.json()["options"] == {"warn_days": 30}
+
+        dns = client.post("/v1/devices", json={"name": "mx", "kind": "dns", "target": "example.com",
+                                                 "options": {"record_type": "MX", "resolver": "127.0.0.1:5353"}})
+        assert dns.status_code == 201, dns.text
+        assert client.get(f"/v1/devices/{dns.json()['id']}").json()["options"] == {
+            "record_type": "MX", "resolver": "127.0.0.1:5353"}
+
+
+def test_a_resolver_on_an_internal_address_is_refused_by_the_egress_policy(tracker) -> None:
+    # The tracker of these tests allows loopback only; RFC 1918 stays refused.
+    with new_tenant(tracker) as client:
+        response = client.post("/v1/devices", json={"name": "mx", "kind": "dns", "target": "example.com",
+                                                     "options": {"resolver": "10.0.1.11:53"}})
+        assert_error(response, 422, "options.resolver", "public internet")
+        tls = client.post("/v1/devices", json={"name": "t", "kind": "tls", "target": "169.254.169.254:443"})
+        assert_error(tls, 422, "target", "public internet")
