@@ -7,7 +7,7 @@ configs with it on save, the outbox (`iot.worker.outbox`) sends with it. Explici
 from __future__ import annotations
 
 from iot.notify.apprise import AppriseChannel
-from iot.notify.base import EVENT_KINDS, Channel, Event, Message, SendContext, render
+from iot.notify.base import EVENT_KINDS, Channel, Event, Message, SendContext, render, test_event
 from iot.notify.email import EmailChannel
 from iot.notify.webhook import WebhookChannel
 
@@ -26,4 +26,4 @@ CHANNELS: dict[str, Channel] = {
     "apprise": AppriseChannel("apprise", "Apprise URL (any other service)", "jsons://example.com/hooks/iot"),
 }
 
-__all__ = ["CHANNELS", "EVENT_KINDS", "Channel", "Event", "Message", "SendContext", "render"]
+__all__ = ["CHANNELS", "EVENT_KINDS", "Channel", "Event", "Message", "SendContext", "render", "test_event"]

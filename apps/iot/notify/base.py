@@ -8,7 +8,10 @@ kind's `Config`, and calls `send`. Errors are short fixed texts: nothing a recei
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -61,6 +64,14 @@ def _kind_of(payload: dict[str, Any]) -> str:
     if incident.get("kind") == "silent":
         return "silent"
     return str(payload.get("state", ""))
+
+
+def test_event(slug: str, domain: str) -> Event:
+    """What "send test" sends: a fresh event id, now, a link to the tenant's dashboard."""
+    event_id = f"test-{uuid.uuid4().hex}"
+    at = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return Event(kind="test", event_id=event_id, event_type="test", occurred_at=at,
+                 payload={"event_id": event_id, "type": "test", "occurred_at": at}, link=f"https://{slug}.{domain}/")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,13 @@ Another tenant's channel id answers 404, like a missing one; configs are answere
 
 from __future__ import annotations
 
-import time
-import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from iot import repo
 from iot.inputs import Id
-from iot.notify import CHANNELS, Event, SendContext
+from iot.notify import CHANNELS, SendContext, test_event
 from iot.repo import channels
 from iot.tracker.auth import AuthenticateFirst, TenantAuth
 from iot.tracker.schemas import ErrorOut
@@ -110,14 +107,6 @@ async def send_test(channel_id: Id, tenant: TenantAuth, request: Request) -> Cha
     status, error = await CHANNELS[kind].send(
         config, event, SendContext(egress=state.egress, smtp=state.settings, timeout_s=TEST_TIMEOUT_S))
     return ChannelTestOut(delivered=error is None, status_code=status, error=error)
-
-
-def test_event(slug: str, domain: str) -> Event:
-    event_id = f"test-{uuid.uuid4().hex}"
-    at = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    return Event(kind="test", event_id=event_id, event_type="test", occurred_at=at,
-                 payload={"event_id": event_id, "type": "test", "occurred_at": at},
-                 link=f"https://{slug}.{domain}/")
 
 
 @router.get("/channels/{channel_id}/deliveries", response_model=ChannelDeliveryPageOut,
