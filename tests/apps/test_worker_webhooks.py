@@ -16,9 +16,9 @@ from webhook_signature import verify_webhook
 from iot import db
 from iot.db.migrate import migrate
 from iot.egress import PUBLIC_ONLY, REFUSED, EgressPolicy
+from iot.notify.webhook import WebhookClient
 from iot.worker import store
-from iot.worker.webhook_client import WebhookClient
-from iot.worker.webhooks import WebhookSender
+from iot.worker.outbox import OutboxSender as WebhookSender
 
 LOOPBACK = EgressPolicy.parse(TEST_EGRESS_ALLOW_CIDRS)
 

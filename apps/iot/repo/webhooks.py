@@ -1,5 +1,5 @@
 """Webhook repository: a tenant's webhook settings (URL, signing secrets and their rotation) and the
-log of its deliveries, newest first. The worker's outbox (`worker.webhooks`) sends them."""
+log of its deliveries, newest first. The worker's outbox (`worker.outbox`) sends them."""
 
 from __future__ import annotations
 

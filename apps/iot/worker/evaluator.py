@@ -369,6 +369,7 @@ class Evaluator:
                     if rollup_rows[0]:
                         await conn.execute(store.UPSERT_ROLLUPS, *rollup_rows)
                     if region_rows:
+                        await conn.execute(store.ENQUEUE_REGION_EVENTS, *region_rows[:3])
                         await conn.execute(store.UPSERT_REGIONS, *region_rows)
                     if record:
                         await conn.execute(store.RECORD_APPLIED_MESSAGES, record)

@@ -29,11 +29,11 @@ from iot.settings import WorkerSettings
 from iot.worker.app import build_app
 from iot.worker.evaluator import Evaluator
 from iot.worker.lock import LeaderLock
+from iot.worker.outbox import OutboxSender
 from iot.worker.scheduler import Scheduler
 from iot.worker.silence import run_silence_watch
 from iot.worker.state import Thresholds
 from iot.worker.trim import StreamTrimmer
-from iot.worker.webhooks import WebhookSender
 
 logger = logging.getLogger("iot.worker")
 
@@ -69,11 +69,12 @@ class WorkerService:
             # results nobody evaluated stay up to a day (a worker outage); evaluated ones go after the keep
             trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds, max_age_s=86_400),
         )
-        self.webhooks = WebhookSender(
+        self.webhooks = OutboxSender(
             pool, egress=settings.egress_policy(), per_tenant=settings.webhook_tenant_round_limit,
             timeout_s=settings.webhook_timeout_seconds, max_attempts=settings.webhook_max_attempts,
             backoff_base_s=settings.webhook_backoff_seconds,
             backoff_cap_s=settings.webhook_backoff_cap_seconds,
+            secret_box=settings.secret_box(), smtp=settings, domain=settings.domain,
         )
 
     async def status(self) -> dict[str, Any]:

@@ -46,33 +46,55 @@ ON CONFLICT (device_id, region, minute) DO UPDATE SET
     latency_max = GREATEST(rollups.latency_max, EXCLUDED.latency_max)
 """
 
-# State changes, plus one webhook event per device whose state really changed (RETURNING only has rows
-# that were updated, so a replayed change enqueues nothing) when its tenant has a webhook URL. The
-# queue is durable: the sender (worker.webhooks) delivers from this table, never from memory.
+# State changes, plus one event per device whose state really changed (RETURNING only has rows that were
+# updated, so a replayed change enqueues nothing): one row for the tenant's webhook when it has a URL, and
+# one per enabled channel that wants this kind of event and whose routing rule matches the device (all
+# devices, any of its tags, or the device itself). The queue is durable: the outbox sender
+# (worker.outbox) delivers from this table, never from memory. `devices o` is the row before the
+# update: its state_since gives "up after 12m down".
 UPDATE_DEVICE_STATES = """
 WITH changed AS (
     UPDATE devices d SET state = v.state, state_since = to_timestamp(v.at)
     FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                 $8::bool[])
-         AS v(id, state, at, previous, incident_kind, summary, cause, notify)
-    WHERE d.id = v.id AND d.state <> v.state
-    RETURNING d.id, d.tenant_id, d.name, v.state, v.at, v.previous, v.incident_kind, v.summary, v.cause, v.notify
+         AS v(id, state, at, previous, incident_kind, summary, cause, notify),
+         devices o
+    WHERE d.id = v.id AND o.id = v.id AND d.state <> v.state
+    RETURNING d.id, d.tenant_id, d.name, d.tags, o.state_since AS previous_since, v.state, v.at, v.previous,
+              v.incident_kind, v.summary, v.cause, v.notify
+), events AS (
+    SELECT c.tenant_id, c.id, c.tags, c.at, c.previous_since, e.event_id,
+           CASE WHEN c.incident_kind = 'silent' THEN 'silent'
+                WHEN c.state IN ('down', 'degraded') THEN c.state
+                WHEN c.state = 'up' AND c.previous IN ('down', 'degraded') THEN 'up' END AS kind,
+           jsonb_build_object(
+               'event_id', e.event_id, 'type', 'device.state_changed',
+               'occurred_at', to_char(to_timestamp(c.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               'device', jsonb_build_object('id', c.id, 'name', c.name),
+               'state', c.state, 'previous_state', c.previous,
+               'incident', CASE WHEN c.incident_kind IS NULL THEN NULL
+                                ELSE jsonb_build_object('kind', c.incident_kind, 'summary', c.summary) END,
+               'cause_device_id', c.cause) AS payload
+    FROM changed c
+    CROSS JOIN LATERAL (SELECT c.id || '-' || c.state || '-' || (c.at * 1000)::bigint AS event_id) e
+    WHERE c.notify
+), tenant_webhooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
+    SELECT e.tenant_id, e.event_id, 'device.state_changed', e.payload
+    FROM events e JOIN tenants t ON t.id = e.tenant_id
+    WHERE t.webhook_url IS NOT NULL
+    ON CONFLICT (event_id, channel_id) DO NOTHING
 )
-INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
-SELECT c.tenant_id, e.event_id, 'device.state_changed',
-       jsonb_build_object(
-           'event_id', e.event_id, 'type', 'device.state_changed',
-           'occurred_at', to_char(to_timestamp(c.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-           'device', jsonb_build_object('id', c.id, 'name', c.name),
-           'state', c.state, 'previous_state', c.previous,
-           'incident', CASE WHEN c.incident_kind IS NULL THEN NULL
-                            ELSE jsonb_build_object('kind', c.incident_kind, 'summary', c.summary) END,
-           'cause_device_id', c.cause)
-FROM changed c
-JOIN tenants t ON t.id = c.tenant_id
-CROSS JOIN LATERAL (SELECT c.id || '-' || c.state || '-' || (c.at * 1000)::bigint AS event_id) e
-WHERE t.webhook_url IS NOT NULL AND c.notify
-ON CONFLICT (event_id) DO NOTHING
+INSERT INTO webhook_deliveries (tenant_id, channel_id, event_id, event_type, payload)
+SELECT e.tenant_id, ch.id, e.event_id, 'device.state_changed',
+       e.payload || jsonb_build_object(
+           'kind', e.kind,
+           'duration_s', CASE WHEN e.kind = 'up' THEN round((e.at - extract(epoch FROM e.previous_since))::numeric) END)
+FROM events e
+JOIN channels ch ON ch.tenant_id = e.tenant_id AND ch.enabled AND e.kind = ANY(ch.events)
+    AND (ch.route = 'all' OR (ch.route = 'tags' AND e.tags && ch.route_tags)
+         OR (ch.route = 'devices' AND e.id = ANY(ch.route_device_ids)))
+ON CONFLICT (event_id, channel_id) DO NOTHING
 """
 
 # Close open incidents except those of the kind the device is now in (down stays open while down).
@@ -95,21 +117,48 @@ ON CONFLICT (device_id) WHERE resolved_at IS NULL DO NOTHING
 # A suppressed child's own incident, opened once its parent recovered while it stayed down/degraded: its
 # state does not change, so UPDATE_DEVICE_STATES enqueues nothing; this enqueues the `incident.opened` event.
 ENQUEUE_ESCALATIONS = """
-INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
-SELECT d.tenant_id, e.event_id, 'incident.opened',
+WITH events AS (
+    SELECT d.tenant_id, d.id, d.tags, e.event_id, v.kind,
+           jsonb_build_object(
+               'event_id', e.event_id, 'type', 'incident.opened',
+               'occurred_at', to_char(to_timestamp(v.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               'device', jsonb_build_object('id', d.id, 'name', d.name),
+               'state', d.state, 'previous_state', d.state,
+               'incident', jsonb_build_object('kind', v.kind, 'summary', v.summary),
+               'cause_device_id', NULL) AS payload
+    FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS v(device_id, kind, summary, at)
+    JOIN devices d ON d.id = v.device_id
+    CROSS JOIN LATERAL (SELECT 'incident-' || d.id || '-' || (v.at * 1000)::bigint AS event_id) e
+), tenant_webhooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
+    SELECT e.tenant_id, e.event_id, 'incident.opened', e.payload
+    FROM events e JOIN tenants t ON t.id = e.tenant_id
+    WHERE t.webhook_url IS NOT NULL
+    ON CONFLICT (event_id, channel_id) DO NOTHING
+)
+INSERT INTO webhook_deliveries (tenant_id, channel_id, event_id, event_type, payload)
+SELECT e.tenant_id, ch.id, e.event_id, 'incident.opened', e.payload || jsonb_build_object('kind', e.kind)
+FROM events e
+JOIN channels ch ON ch.tenant_id = e.tenant_id AND ch.enabled AND e.kind = ANY(ch.events)
+    AND (ch.route = 'all' OR (ch.route = 'tags' AND e.tags && ch.route_tags)
+         OR (ch.route = 'devices' AND e.id = ANY(ch.route_device_ids)))
+ON CONFLICT (event_id, channel_id) DO NOTHING
+"""
+
+# A region that was healthy and is not any more: one event per channel (of any tenant) that asked for
+# "region_unhealthy". Run before UPSERT_REGIONS, with its parameters, in the same transaction.
+ENQUEUE_REGION_EVENTS = """
+INSERT INTO webhook_deliveries (tenant_id, channel_id, event_id, event_type, payload)
+SELECT ch.tenant_id, ch.id, e.event_id, 'region.unhealthy',
        jsonb_build_object(
-           'event_id', e.event_id, 'type', 'incident.opened',
-           'occurred_at', to_char(to_timestamp(v.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-           'device', jsonb_build_object('id', d.id, 'name', d.name),
-           'state', d.state, 'previous_state', d.state,
-           'incident', jsonb_build_object('kind', v.kind, 'summary', v.summary),
-           'cause_device_id', NULL)
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[]) AS v(device_id, kind, summary, at)
-JOIN devices d ON d.id = v.device_id
-JOIN tenants t ON t.id = d.tenant_id
-CROSS JOIN LATERAL (SELECT 'incident-' || d.id || '-' || (v.at * 1000)::bigint AS event_id) e
-WHERE t.webhook_url IS NOT NULL
-ON CONFLICT (event_id) DO NOTHING
+           'event_id', e.event_id, 'type', 'region.unhealthy', 'kind', 'region_unhealthy',
+           'occurred_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'region', v.name, 'incident', jsonb_build_object('kind', 'region_unhealthy', 'summary', v.reason))
+FROM unnest($1::text[], $2::bool[], $3::text[]) AS v(name, healthy, reason)
+JOIN regions r ON r.name = v.name AND r.healthy AND NOT v.healthy
+CROSS JOIN LATERAL (SELECT 'region-' || v.name || '-' || (extract(epoch FROM now()) * 1000)::bigint AS event_id) e
+JOIN channels ch ON ch.enabled AND 'region_unhealthy' = ANY(ch.events)
+ON CONFLICT (event_id, channel_id) DO NOTHING
 """
 
 # Children down/degraded without an open incident: their alert was suppressed by a failing parent.

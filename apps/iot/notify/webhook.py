@@ -1,4 +1,7 @@
-"""The HTTP side of webhook deliveries: signed POSTs that a receiver cannot turn against the worker.
+"""The webhook channel: signed POSTs of the event JSON that a receiver cannot turn against the worker.
+
+Used for the tenant's own webhook (tenants.webhook_url, outbox rows without a channel) and for channels of
+kind "webhook" (URL and secret sealed in the channel).
 
 - Egress: https URLs go only to addresses the egress policy allows, plain http only to allow-listed ones
   (an `EgressResolver` per scheme; IP-literal URLs are judged before the request, since they skip resolvers).
@@ -13,14 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import secrets as secrets_module
 import time
 from collections.abc import Sequence
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
 
 from iot import failures
 from iot.egress import EgressPolicy, EgressResolver
+from iot.inputs import MAX_SECRET, MIN_SECRET, Url
+from iot.notify.base import Channel, Event, Outcome, SendContext
+from iot.sealed import masked
 
 SIGNATURE_HEADER = "X-IoT-Signature"
 EVENT_HEADER = "X-IoT-Event"
@@ -83,3 +93,42 @@ class WebhookClient:
                 return resp.status, failures.http_status(resp.status)
         except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
             return None, failures.describe(exc)
+
+
+def event_body(payload: dict[str, Any]) -> bytes:
+    """The POST body: the queued event JSON, compact and with sorted keys (what the signature covers)."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+class WebhookConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: Url = Field(description="https URL that receives the signed event JSON (POST).")
+    secret: str = Field(default_factory=lambda: "whsec_" + secrets_module.token_urlsafe(24),
+                        min_length=MIN_SECRET, max_length=MAX_SECRET,
+                        description="HMAC-SHA256 signing secret; generated when omitted.")
+
+
+class WebhookChannel(Channel):
+    kind: ClassVar[str] = "webhook"
+    label: ClassVar[str] = "Webhook (signed JSON POST)"
+    example: ClassVar[dict[str, Any]] = {"url": "https://example.com/hooks/iot"}
+    Config = WebhookConfig
+
+    async def problem(self, config: WebhookConfig, egress: EgressPolicy) -> tuple[str, str] | None:
+        from iot.repo.webhooks import webhook_url_problem  # the same rule as the tenant webhook
+
+        why = await webhook_url_problem(config.url, egress)
+        return ("config.url", why) if why else None
+
+    def shown(self, config: WebhookConfig) -> dict[str, Any]:
+        parts = urlsplit(config.url)
+        return {"url": f"{parts.scheme}://{parts.netloc}{'/…' if parts.path.strip('/') else '/'}",
+                "secret": masked(config.secret)}
+
+    async def send(self, config: WebhookConfig, event: Event, ctx: SendContext) -> Outcome:
+        if ctx.http is None:
+            async with WebhookClient(ctx.egress, ctx.timeout_s) as client:
+                return await client.post(config.url, event.event_type, event.event_id, event_body(event.payload),
+                                         [config.secret])
+        return await ctx.http.post(config.url, event.event_type, event.event_id, event_body(event.payload),
+                                   [config.secret])

@@ -1,4 +1,8 @@
-"""Deliver queued webhook events (table webhook_deliveries) to tenants, at least once.
+"""The outbox sender: deliver queued events (table webhook_deliveries) to tenants' channels, at least once.
+
+Channel-agnostic: a row without `channel_id` goes to the tenant's own webhook (tenants.webhook_url, as
+before channels existed); a row with one is sent by the channel's kind (`iot.notify.CHANNELS`) with the
+channel's sealed config, opened here just before sending and never logged.
 
 Every worker process runs a sender (leader or standby). A round:
 1. claims due rows with FOR UPDATE SKIP LOCKED (senders never deliver the same row concurrently), at most
@@ -6,16 +10,17 @@ Every worker process runs a sender (leader or standby). A round:
 2. counts the attempt and schedules its retry in the same statement, and COMMITS, before any request: a
    worker that dies mid-request (killed, out of memory) has counted it, and its successor waits for the
    backoff instead of retrying (and dying on) the same receiver at once;
-3. POSTs the events concurrently (`webhook_client`: egress policy, body never read, fixed error texts,
-   `t=,v1=` signatures fresh per attempt, one per valid secret) and records each outcome.
+3. sends the events concurrently and records each outcome.
 
-Request: POST <tenant webhook_url>, body = the event JSON, headers
+The tenant webhook (`iot.notify.webhook`: egress policy, body never read, fixed error texts, `t=,v1=`
+signatures fresh per attempt, one per valid secret): POST <tenant webhook_url>, body = the event JSON, headers
   Content-Type: application/json
   X-IoT-Event: device.state_changed | incident.opened
   X-IoT-Event-Id: <event id>              (idempotency key: the same event may arrive more than once)
   X-IoT-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>[,v1=<under the previous secret>]
 A 2xx answer marks the event delivered; anything else is retried with exponential backoff
-(base * 2^attempts, capped) until `max_attempts`, then marked failed. History: GET /v1/webhook/deliveries.
+(base * 2^attempts, capped) until `max_attempts`, then marked failed. History: GET /v1/webhook/deliveries
+and GET /v1/channels/{id}/deliveries. Other channels: delivered when their kind's `send` reports no error.
 """
 
 from __future__ import annotations
@@ -27,10 +32,14 @@ import logging
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.log import log_fields
-from iot.worker.webhook_client import WebhookClient
+from iot.notify import CHANNELS, Event, SendContext
+from iot.notify.webhook import WebhookClient, event_body
+from iot.sealed import SealError, SecretBox
+from iot.settings import SmtpSettings
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +73,12 @@ SET attempts = w.attempts + 1, last_error = $5, last_status_code = NULL,
     next_attempt_at = now() + make_interval(secs => least($4::float8, $3::float8 * 2 ^ w.attempts))
 FROM claimed c, tenants t
 WHERE w.id = c.id AND t.id = w.tenant_id
-RETURNING w.id, w.event_id, w.event_type, w.payload, w.attempts, t.webhook_url, t.webhook_secret,
-          CASE WHEN t.webhook_secret_previous_until > now() THEN t.webhook_secret_previous END AS previous_secret
+RETURNING w.id, w.event_id, w.event_type, w.payload, w.attempts, w.channel_id, t.slug, t.webhook_url,
+          t.webhook_secret,
+          CASE WHEN t.webhook_secret_previous_until > now() THEN t.webhook_secret_previous END AS previous_secret,
+          (SELECT ch.kind FROM channels ch WHERE ch.id = w.channel_id AND ch.tenant_id = w.tenant_id) AS channel_kind,
+          (SELECT ch.config_sealed FROM channels ch
+           WHERE ch.id = w.channel_id AND ch.tenant_id = w.tenant_id AND ch.enabled) AS channel_config
 """
 MARK_DELIVERED = """
 UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL
@@ -82,11 +95,16 @@ def backoff_seconds(attempts: int, base: float, cap: float) -> float:
     return min(cap, base * (2 ** attempts))
 
 
-class WebhookSender:
+class OutboxSender:
     def __init__(self, pool: asyncpg.Pool, *, egress: EgressPolicy = PUBLIC_ONLY, batch: int = 50,
                  per_tenant: int = 10, timeout_s: float = 10.0, max_attempts: int = 20,
-                 backoff_base_s: float = 5.0, backoff_cap_s: float = 3600.0, idle_poll_s: float = 1.0) -> None:
+                 backoff_base_s: float = 5.0, backoff_cap_s: float = 3600.0, idle_poll_s: float = 1.0,
+                 secret_box: SecretBox | None = None, smtp: SmtpSettings | None = None,
+                 domain: str = "localhost") -> None:
         self._pool = pool
+        self._box = secret_box
+        self._smtp = smtp
+        self._domain = domain
         self._egress = egress
         self._batch = batch
         self._per_tenant = per_tenant
@@ -121,7 +139,8 @@ class WebhookSender:
             rows = await conn.fetch(CLAIM_DUE, self._batch, self._per_tenant, self._base, self._cap, INTERRUPTED)
         if not rows:
             return 0
-        outcomes = await asyncio.gather(*(self._post(client, row) for row in rows))
+        ctx = SendContext(egress=self._egress, smtp=self._smtp, timeout_s=self._timeout_s, http=client)
+        outcomes = await asyncio.gather(*(self._send(ctx, row) for row in rows))
         async with self._pool.acquire() as conn:
             for row, (status, error) in zip(rows, outcomes, strict=True):
                 if error is None:
@@ -129,17 +148,32 @@ class WebhookSender:
                     self.delivered += 1
                 else:
                     await conn.execute(MARK_FAILED_ATTEMPT, row["id"], status, error, self._max_attempts)
-                    log_fields(logger, logging.INFO, "webhook delivery failed, will retry",
-                               event_id=row["event_id"], status=status, error=error,
+                    log_fields(logger, logging.INFO, "delivery failed, will retry", event_id=row["event_id"],
+                               channel_id=row["channel_id"], status=status, error=error,
                                retry_in_s=backoff_seconds(row["attempts"] - 1, self._base, self._cap))
         return len(rows)
 
-    async def _post(self, client: WebhookClient, row: Any) -> tuple[int | None, str | None]:
+    async def _send(self, ctx: SendContext, row: Any) -> tuple[int | None, str | None]:
+        if row["channel_id"] is None:
+            return await self._post_tenant_webhook(ctx.http, row)
+        if row["channel_config"] is None:
+            return None, "the channel is disabled"
+        channel = CHANNELS.get(row["channel_kind"])
+        if channel is None or self._box is None:
+            return None, "this worker cannot send to this channel kind"
+        try:
+            config = channel.parse(json.loads(self._box.open(row["channel_config"])))
+        except (SealError, ValidationError, ValueError):
+            return None, "the channel's stored settings cannot be opened; save the channel again"
+        event = Event.from_payload(row["event_type"], row["payload"], f"https://{row['slug']}.{self._domain}")
+        return await channel.send(config, event, ctx)
+
+    async def _post_tenant_webhook(self, client: WebhookClient, row: Any) -> tuple[int | None, str | None]:
         if not row["webhook_url"]:
             return None, "tenant has no webhook URL any more"
-        body = json.dumps(row["payload"], separators=(",", ":"), sort_keys=True).encode()
         secrets = [s for s in (row["webhook_secret"] or "", row["previous_secret"]) if s is not None]
-        return await client.post(row["webhook_url"], row["event_type"], row["event_id"], body, secrets)
+        return await client.post(row["webhook_url"], row["event_type"], row["event_id"], event_body(row["payload"]),
+                                 secrets)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

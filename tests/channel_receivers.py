@@ -1,0 +1,85 @@
+"""Local receivers for notification channel tests (loopback only): an HTTP server that records every request
+(Apprise's json://, form://, ntfy://, workflows:// and the signed webhook all land here) with a status the
+test can change, and an aiosmtpd SMTP server that keeps the messages it was handed."""
+
+from __future__ import annotations
+
+import email
+import socket
+import threading
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class HttpReceiver:
+    status: int = 200
+    requests: list[Request] = field(default_factory=list)
+    refused: int = 0  # requests answered with a non-2xx status
+
+    def start(self) -> HttpReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if 200 <= receiver.status < 300:
+                    receiver.requests.append(Request(self.command, self.path, dict(self.headers), body))
+                else:
+                    receiver.refused += 1
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_PUT = do_GET = _any  # noqa: N815 - http.server's handler names
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's handler name
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+class SmtpReceiver:
+    def start(self) -> SmtpReceiver:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.inbox = _Inbox()
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.inbox.messages
+
+    def stop(self) -> None:
+        self._controller.stop()
