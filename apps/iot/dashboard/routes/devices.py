@@ -17,7 +17,7 @@ from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import devices, incidents, tags
+from iot.repo import device_checks, devices, incidents, tags
 from iot.repo.device_list import DeviceQuery, list_devices
 
 # The list page shows the tenant's most used tags as filter links (all of them can be thousands).
@@ -141,14 +141,20 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
         except UnicodeDecodeError:
             return _import_error(request, ctx, "", ["the file is not UTF-8 text; export it as CSV (UTF-8)"])
     parsed = csv_import.parse_devices_csv(text)
-    if parsed.problems:
-        return _import_error(request, ctx, text, [str(p) for p in parsed.problems])
+    specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
+    egress = ctx.services.settings.egress_policy()
+    # Every bad line at once: the shape problems of the parser and the value problems of the shape-ok lines.
+    problems = list(parsed.problems)
+    if specs and not any(p.line == 0 for p in problems):
+        problems += [csv_import.CsvProblem(parsed.lines[p.index], p.reason, p.field)
+                     for p in await device_checks.spec_problems(ctx.db, ctx.tenant.id, specs, egress=egress)]
+    if problems:
+        problems.sort(key=lambda p: p.line)
+        return _import_error(request, ctx, text, [str(p) for p in problems])
     try:
-        specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
-        created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row",
-                                               egress=ctx.services.settings.egress_policy(),
+        created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row", egress=egress,
                                                quotas=ctx.services.settings.quotas())
-    except InputError as exc:
+    except InputError as exc:  # the quota, or a name taken since the check
         return refused(exc, _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)]))
     await devices.notify_devices_changed(ctx.services.redis)
     return ctx.render(request, "devices_created.html", page="add", created=created)
