@@ -162,6 +162,7 @@ def test_parent_is_picked_by_name_from_a_search(dashboard) -> None:
     (pump,) = [r["id"] for r in sql(dashboard.database_url, "SELECT id FROM devices WHERE name = 'pump-7'")]
     edit = text(client.get(f"/devices/{pump}/edit"))
     assert f'value="{gw_berlin}" checked> gateway-berlin' in edit  # the current parent, by name
+    assert f'<a href="/devices/{gw_berlin}">gateway-berlin</a>' in client.get(f"/devices/{pump}").text
     # searching again keeps the chosen parent first; the device itself is never offered
     again = text(client.get("/fragments/parents", params={"parent_q": "p", "parent_id": gw_berlin, "exclude": pump}))
     assert re.findall(r'name="parent_id" value="(\d*)"', again)[:2] == ["", str(gw_berlin)]

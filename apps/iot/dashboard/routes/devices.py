@@ -238,7 +238,9 @@ async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str 
     values = await _detail_values(ctx, device_id)
     regions = [r.region for r in values["region_states"]]  # type: ignore[attr-defined]
     chart = await _chart(ctx, values["device"], regions, window)  # type: ignore[arg-type]
-    return ctx.render(request, "device.html", page="devices", chart=chart, **values)
+    parent_id = values["device"].parent_id  # type: ignore[attr-defined]
+    parent = await devices.get_device(ctx.db, ctx.tenant.id, parent_id) if parent_id else None
+    return ctx.render(request, "device.html", page="devices", chart=chart, parent=parent and parent.device, **values)
 
 
 @router.get("/fragments/devices/{device_id}")
