@@ -63,8 +63,8 @@ def test_csv_rows_become_device_dicts_with_typed_values() -> None:
     ("", "the CSV is empty"),
     ("name,kind\n", "the CSV has a header but no devices"),
     ("name,kind\na,http,extra\n", "line 2: has 3 values but the header has 2 columns"),
-    ("name,kind,interval_s\na,http,often\n", "line 2: interval_s must be a whole number, got 'often'"),
-    ("name,kind,enabled\na,http,maybe\n", "line 2: enabled must be true or false"),
+    ("name,kind,interval_s\na,http,often\n", "line 2: interval_s: must be a whole number, got 'often'"),
+    ("name,kind,enabled\na,http,maybe\n", "line 2: enabled: must be true or false"),
     ("name,colour\n", "missing column(s) kind; unknown column(s) colour"),
 ])
 def test_csv_problems_name_the_line_and_the_fix(text, message) -> None:

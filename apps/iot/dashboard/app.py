@@ -61,6 +61,7 @@ def time_ago(moment: datetime | None) -> str:
 
 def create_app(settings: DashboardSettings) -> FastAPI:
     templates = _templates()
+    templates.env.globals["api_docs_url"] = settings.tracker_public_url.rstrip("/") + "/docs"  # the empty states' link
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

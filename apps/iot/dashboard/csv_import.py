@@ -1,7 +1,9 @@
 """Devices from pasted or uploaded CSV: one device per line, a header naming the columns.
 
-Only the shape is checked here (header, column names, row length, numbers); the devices repository
-validates the values, and its field paths (`devices[3].target`) are mapped back to CSV line numbers.
+Only the shape is checked here (header, column names, row length, numbers); `repo.device_checks`
+validates the values. Every bad line is reported (line number, field, reason with the fix), and nothing
+is imported while any line is bad. Cells escaped against formula injection by the export (`'=...`) are
+restored (`iot.csv_cells`), so an exported list imports again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+
+from iot.csv_cells import unescape_cell
 
 REQUIRED_COLUMNS = ("name", "kind")
 OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "retries", "options")
@@ -27,9 +31,11 @@ EXAMPLE = ("name,kind,target,interval_s\nsensor-1,http,http://sensor-1.example.c
 class CsvProblem:
     line: int  # 1-based line in the pasted text (the header is line 1); 0 for the whole file
     message: str
+    field: str = ""  # the column (or `tags[1]`) at fault, when one is
 
     def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
+        text = f"{self.field}: {self.message}" if self.field else self.message
+        return f"line {self.line}: {text}" if self.line else text
 
 
 @dataclass
@@ -68,9 +74,9 @@ def parse_devices_csv(text: str) -> ParsedCsv:
         if len(result.devices) >= MAX_ROWS:
             result.problems.append(CsvProblem(line, f"more than {MAX_ROWS} devices; split the file"))
             break
-        device, problem = _device_from_row(dict(zip(header, (c.strip() for c in row), strict=True)))
-        if problem:
-            result.problems.append(CsvProblem(line, problem))
+        device, problems = _device_from_row(dict(zip(header, (unescape_cell(c.strip()) for c in row), strict=True)))
+        if problems:
+            result.problems.extend(CsvProblem(line, reason, column) for column, reason in problems)
             continue
         result.devices.append(device)
         result.lines.append(line)
@@ -79,8 +85,10 @@ def parse_devices_csv(text: str) -> ParsedCsv:
     return result
 
 
-def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], str | None]:
+def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], list[tuple[str, str]]]:
+    """The device of one line, and (column, reason) for each cell that is not even the right type."""
     device: dict[str, object] = {}
+    problems: list[tuple[str, str]] = []
     for column, value in row.items():
         if value == "":
             continue  # empty cell: the default applies
@@ -88,7 +96,7 @@ def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], str | None
             try:
                 device[column] = int(value)
             except ValueError:
-                return device, f"{column} must be a whole number, got {value!r}"
+                problems.append((column, f"must be a whole number, got {value[:60]!r}"))
         elif column == "tags":
             device[column] = [tag.strip() for tag in value.split(TAG_SEPARATOR) if tag.strip()]
         elif column == "options":
@@ -102,8 +110,8 @@ def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], str | None
             device[column] = options
         elif column == "enabled":
             if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
-                return device, f"enabled must be true or false, got {value!r}"
+                problems.append((column, f"must be true or false, got {value[:60]!r}"))
             device[column] = value.lower() in ("true", "yes", "1")
         else:
             device[column] = value
-    return device, None
+    return device, problems

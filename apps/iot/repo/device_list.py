@@ -50,6 +50,7 @@ class DeviceQuery:
     region: str | None = None
     region_state: str | None = None  # with `region`: that region's view of the device
     text: str | None = None  # substring of name or target
+    name: str | None = None  # substring of the name alone (the parent picker)
     parent_id: int | None = None
     tags: list[str] | None = None  # devices having all of these
     sort: Literal["id", "name", "state", "latency"] = "id"
@@ -97,13 +98,8 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     return value, device_id
 
 
-async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> DevicePage:
-    """One page of the tenant's devices, filtered and sorted; `total` counts all matches.
-
-    The one device-list query: the tracker's GET /v1/devices and the dashboard's list page both call it.
-    """
-    if query.sort not in SORTS:
-        raise InputError("sort", f"{query.sort!r} is not one of {', '.join(SORTS)}")
+def check_filters(query: DeviceQuery) -> None:
+    """Refuse filter values that no device can match (InputError naming the parameter); normalises tags."""
     if query.state is not None and query.state not in STATES:
         raise InputError("state", f"{query.state!r} is not one of {', '.join(STATES)}")
     if query.region_state is not None and query.region_state not in STATES:
@@ -112,26 +108,29 @@ async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> Devi
         raise InputError("region_state", "needs `region` (whose view of the device to filter on)")
     if query.kind is not None and query.kind not in KINDS:
         raise InputError("kind", f"{query.kind!r} is not one of {', '.join(KINDS)}")
-    check_page_limit(query.limit)
-    if query.offset < 0:
-        raise InputError("offset", "must be >= 0")
-    if query.cursor and query.offset:
-        raise InputError("offset", "use either cursor or offset, not both")
-    if query.offset > INT8_MAX:
-        raise InputError("offset", f"must be at most {INT8_MAX}")
     if query.parent_id is not None and id_problem(query.parent_id):
         raise InputError("parent_id", id_problem(query.parent_id))
     if query.text is not None and text_problem(query.text, MAX_SEARCH):
         raise InputError("q", text_problem(query.text, MAX_SEARCH))
+    if query.name is not None and text_problem(query.name, MAX_SEARCH):
+        raise InputError("name", text_problem(query.name, MAX_SEARCH))
     if query.region is not None and (len(query.region) > MAX_LABEL or not DNS_LABEL.fullmatch(query.region)):
         raise InputError("region", control_character_problem(query.region) or "must be a region name (one DNS label)")
-
     if query.tags:
         tags, tag_problem = tags_problem(query.tags)
         if tag_problem:
             raise InputError("tag", tag_problem[1])
         query.tags = tags
 
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def filter_sql(tenant_id: int, query: DeviceQuery) -> tuple[list[str], list[Any]]:
+    """WHERE terms over `devices d` (the tenant's rows only: `d.tenant_id = $1` first) and their parameters.
+
+    The one filter language: the list, the CSV export and bulk actions select devices with it."""
     params: list[Any] = [tenant_id]
     where = ["d.tenant_id = $1"]
 
@@ -148,14 +147,38 @@ async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> Devi
     if query.tags:
         where.append(f"d.tags @> {param(query.tags)}::text[]")  # the GIN index of migration 0006
     if query.text:
-        pattern = "%" + query.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        p = param(pattern)
+        p = param(_like(query.text))
         where.append(f"(d.name ILIKE {p} OR coalesce(d.target, '') ILIKE {p})")
+    if query.name:
+        where.append(f"d.name ILIKE {param(_like(query.name))}")
     if query.region:
         region_filter = f"r.device_id = d.id AND r.region = {param(query.region)}"
         if query.region_state:
             region_filter += f" AND r.state = {param(query.region_state)}"
         where.append(f"EXISTS (SELECT 1 FROM device_region_state r WHERE {region_filter})")
+    return where, params
+
+
+async def list_devices(db: Executor, tenant_id: int, query: DeviceQuery) -> DevicePage:
+    """One page of the tenant's devices, filtered and sorted; `total` counts all matches.
+
+    The one device-list query: the tracker's GET /v1/devices and the dashboard's list page both call it.
+    """
+    if query.sort not in SORTS:
+        raise InputError("sort", f"{query.sort!r} is not one of {', '.join(SORTS)}")
+    check_page_limit(query.limit)
+    if query.offset < 0:
+        raise InputError("offset", "must be >= 0")
+    if query.cursor and query.offset:
+        raise InputError("offset", "use either cursor or offset, not both")
+    if query.offset > INT8_MAX:
+        raise InputError("offset", f"must be at most {INT8_MAX}")
+    check_filters(query)
+    where, params = filter_sql(tenant_id, query)
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
 
     async with connection(db) as conn:
         total = await conn.fetchval(f"SELECT count(*) FROM devices d WHERE {' AND '.join(where)}", *params)

@@ -1,5 +1,6 @@
 """Dashboard routes, one module per page group; `ROUTERS` is the order app.py includes them in."""
 
-from iot.dashboard.routes import auth, devices, notifications, overview, settings
+from iot.dashboard.routes import auth, devices, fleet, notifications, overview, settings
 
-ROUTERS = (auth.router, overview.router, devices.router, settings.router, notifications.router)
+# fleet before devices: its /devices/bulk must not be taken for /devices/{device_id}.
+ROUTERS = (auth.router, overview.router, fleet.router, devices.router, settings.router, notifications.router)

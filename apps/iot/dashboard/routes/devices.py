@@ -9,15 +9,16 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import ImmutableMultiDict, UploadFile
 
 from iot.dashboard import check_options, csv_import, queries
 from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
+from iot.dashboard.parents import parent_choices
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import devices, incidents, tags
+from iot.repo import device_checks, devices, incidents, tags
 from iot.repo.device_list import DeviceQuery, list_devices
 
 # The list page shows the tenant's most used tags as filter links (all of them can be thousands).
@@ -45,16 +46,20 @@ class ListParams:
 
     @classmethod
     def from_request(cls, request: Request) -> ListParams:
-        qp = request.query_params
+        return cls.from_values(request.query_params)
+
+    @classmethod
+    def from_values(cls, qp: ImmutableMultiDict) -> ListParams:
+        """From a query string or a form carrying the same fields (the bulk form repeats the list's filters)."""
         try:
             page = min(max(1, int(qp.get("page", "1"))), MAX_PAGE_NUMBER)
         except ValueError:
             page = 1
-        state = qp.get("state", "")
-        sort = qp.get("sort", "name")
-        q = qp.get("q", "").strip()[:MAX_SEARCH]
-        region = qp.get("region", "").strip()
-        valid_tags = (normalise_tag(t) for t in qp.getlist("tag")[:MAX_TAGS])
+        state = str(qp.get("state", ""))
+        sort = str(qp.get("sort", "name"))
+        q = str(qp.get("q", "")).strip()[:MAX_SEARCH]
+        region = str(qp.get("region", "")).strip()
+        valid_tags = (normalise_tag(t) for t in qp.getlist("tag")[:MAX_TAGS] if isinstance(t, str))
         return cls(
             tags=tuple(dict.fromkeys(tag for tag, problem in valid_tags if problem is None)),
             q=q if text_problem(q, MAX_SEARCH) is None else "",
@@ -91,11 +96,27 @@ async def list_values(ctx: TenantRequest, params: ListParams) -> dict[str, objec
     return {"params": params, "devices": result.items, "total": result.total, "pages": pages}
 
 
+async def render_list(request: Request, ctx: TenantRequest, params: ListParams, status_code: int = 200,
+                      **extra: object) -> Response:
+    """The list page (also shown again by a refused bulk action, with its error in `extra`)."""
+    return ctx.render(request, "devices.html", status_code=status_code, page="devices",
+                      regions=await queries.region_names(ctx.db),
+                      tag_counts=await tags.tag_counts(ctx.db, ctx.tenant.id, DASHBOARD_TAGS), states=devices.STATES,
+                      sorts=LIST_SORTS, bulk_actions=BULK_ACTIONS, **extra, **await list_values(ctx, params))
+
+
+# The bulk form's actions with their labels (repo.device_bulk.ACTIONS in the order the form offers them).
+BULK_ACTIONS = {"pause": "Pause checks", "resume": "Resume checks", "tag_add": "Add tags", "tag_remove": "Remove tags",
+                "set_interval": "Set interval", "delete": "Delete"}
+
+
 @router.get("/devices")
 async def device_list(request: Request, ctx: Tenant) -> Response:
-    params = ListParams.from_request(request)
-    return ctx.render(request, "devices.html", page="devices", regions=await queries.region_names(ctx.db),
-                      tag_counts=await tags.tag_counts(ctx.db, ctx.tenant.id, DASHBOARD_TAGS), states=devices.STATES, sorts=LIST_SORTS, **await list_values(ctx, params))
+    qp = request.query_params
+    done = None
+    if qp.get("bulk") in BULK_ACTIONS and qp.get("changed", "").isdigit() and qp.get("matched", "").isdigit():
+        done = {"action": BULK_ACTIONS[qp["bulk"]], "changed": int(qp["changed"]), "matched": int(qp["matched"])}
+    return await render_list(request, ctx, ListParams.from_request(request), bulk_done=done, bulk_error=None)
 
 
 @router.get("/fragments/devices")
@@ -109,6 +130,7 @@ async def device_list_fragment(request: Request, ctx: Tenant) -> Response:
 @router.get("/devices/new")
 async def new_device_page(request: Request, ctx: Tenant) -> Response:
     return ctx.render(request, "device_new.html", page="add", form={}, error=None, csv_text="",
+                      choices=await parent_choices(ctx.db, ctx.tenant.id, "", None),
                       csv_problems=[], csv_example=csv_import.EXAMPLE, kinds=devices.KINDS)
 
 
@@ -122,6 +144,8 @@ async def create_device(request: Request, ctx: Tenant, form: Form) -> Response:
     except InputError as exc:
         field = exc.field.removeprefix("device[0].")
         return refused(exc, ctx.render(request, "device_new.html", page="add", form=form,
+                                       choices=await parent_choices(ctx.db, ctx.tenant.id, form.get("parent_q"),
+                                                                    form.get("parent_id")),
                                        error=f"{field}: {exc.reason}", csv_text="", csv_problems=[],
                                        csv_example=csv_import.EXAMPLE, kinds=devices.KINDS))
     await devices.notify_devices_changed(ctx.services.redis)
@@ -135,21 +159,27 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
     if isinstance(upload, UploadFile) and upload.filename:
         raw = await upload.read(MAX_CSV_BYTES + 1)
         if len(raw) > MAX_CSV_BYTES:
-            return _import_error(request, ctx, text, [f"the file is larger than {MAX_CSV_BYTES // 1024} KiB; split it"])
+            return await _import_error(request, ctx, text, [f"the file is larger than {MAX_CSV_BYTES // 1024} KiB; split it"])
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return _import_error(request, ctx, "", ["the file is not UTF-8 text; export it as CSV (UTF-8)"])
+            return await _import_error(request, ctx, "", ["the file is not UTF-8 text; export it as CSV (UTF-8)"])
     parsed = csv_import.parse_devices_csv(text)
-    if parsed.problems:
-        return _import_error(request, ctx, text, [str(p) for p in parsed.problems])
+    specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
+    egress = ctx.services.settings.egress_policy()
+    # Every bad line at once: the shape problems of the parser and the value problems of the shape-ok lines.
+    problems = list(parsed.problems)
+    if specs and not any(p.line == 0 for p in problems):
+        problems += [csv_import.CsvProblem(parsed.lines[p.index], p.reason, p.field)
+                     for p in await device_checks.spec_problems(ctx.db, ctx.tenant.id, specs, egress=egress)]
+    if problems:
+        problems.sort(key=lambda p: p.line)
+        return await _import_error(request, ctx, text, [str(p) for p in problems])
     try:
-        specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
-        created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row",
-                                               egress=ctx.services.settings.egress_policy(),
+        created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row", egress=egress,
                                                quotas=ctx.services.settings.quotas())
-    except InputError as exc:
-        return refused(exc, _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)]))
+    except InputError as exc:  # the quota, or a name taken since the check
+        return refused(exc, await _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)]))
     await devices.notify_devices_changed(ctx.services.redis)
     return ctx.render(request, "devices_created.html", page="add", created=created)
 
@@ -171,8 +201,9 @@ def _csv_line_message(exc: InputError, lines: list[int]) -> str:
     return f"{exc.field}: {exc.reason}"
 
 
-def _import_error(request: Request, ctx: TenantRequest, text: str, problems: list[str]) -> Response:
+async def _import_error(request: Request, ctx: TenantRequest, text: str, problems: list[str]) -> Response:
     return ctx.render(request, "device_new.html", status_code=422, page="add", form={}, error=None,
+                      choices=await parent_choices(ctx.db, ctx.tenant.id, "", None),
                       csv_text=text, csv_problems=problems, csv_example=csv_import.EXAMPLE, kinds=devices.KINDS)
 
 
@@ -209,7 +240,10 @@ async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str 
     chart = await _chart(ctx, values["device"], regions, window)  # type: ignore[arg-type]
     device = values["device"]
     options = check_options.describe(device.kind, device.options)  # type: ignore[attr-defined]
-    return ctx.render(request, "device.html", page="devices", chart=chart, options=options, **values)
+    parent_id = device.parent_id  # type: ignore[attr-defined]
+    parent = await devices.get_device(ctx.db, ctx.tenant.id, parent_id) if parent_id else None
+    return ctx.render(request, "device.html", page="devices", chart=chart, options=options,
+                      parent=parent and parent.device, **values)
 
 
 @router.get("/fragments/devices/{device_id}")
@@ -228,6 +262,7 @@ async def chart_fragment(request: Request, ctx: Tenant, device_id: Id, window: s
 async def edit_page(request: Request, ctx: Tenant, device_id: Id) -> Response:
     detail = await _detail(ctx, device_id)
     return ctx.render(request, "device_edit.html", page="devices", device=detail.device,
+                      choices=await parent_choices(ctx.db, ctx.tenant.id, "", detail.device.parent_id, device_id),
                       form=_form_of(detail.device), error=None, kinds=devices.KINDS)
 
 
@@ -255,6 +290,8 @@ async def update_device(request: Request, ctx: Tenant, form: Form, device_id: Id
                                               quotas=ctx.services.settings.quotas())
     except InputError as exc:
         return refused(exc, ctx.render(request, "device_edit.html", page="devices", device=detail.device,
+                                       choices=await parent_choices(ctx.db, ctx.tenant.id, form.get("parent_q"),
+                                                                    form.get("parent_id"), device_id),
                                        form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS))
     if updated is None:
         raise NotFound(f"There is no device {device_id} in {ctx.tenant.slug}.")

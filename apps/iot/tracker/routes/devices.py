@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 
 from iot import repo
 from iot.errors import InputError
-from iot.inputs import MAX_TAGS, CursorText, Id, Label, Offset, SearchText, TagText
+from iot.inputs import CursorText, Id, Offset
 from iot.repo import device_list, devices, incidents, regions, tags
-from iot.repo.device_list import DeviceQuery
 from iot.repo.devices import DeviceSpec
 from iot.tracker.auth import AuthenticateFirst, TenantAuth
+from iot.tracker.filters import DeviceFilters
 from iot.tracker.schemas import (
     DeviceCreateBody,
     DeviceCreated,
@@ -25,10 +26,8 @@ from iot.tracker.schemas import (
     ErrorOut,
     IncidentOut,
     IncidentPageOut,
-    Kind,
     RegionOut,
     RegionStateOut,
-    State,
     TagOut,
     TokenOut,
 )
@@ -77,14 +76,7 @@ async def create_devices(
 async def list_devices(
     tenant: TenantAuth,
     request: Request,
-    state: State | None = None,
-    kind: Kind | None = None,
-    region: Annotated[Label | None, Query(description="Only devices checked from this region.")] = None,
-    region_state: Annotated[State | None, Query(description="With region: that region's view.")] = None,
-    q: Annotated[SearchText | None, Query(description="Substring of name or target.")] = None,
-    parent_id: Annotated[Id | None, Query(description="Only children of this gateway.")] = None,
-    tag: Annotated[list[TagText] | None, Query(max_length=MAX_TAGS,
-                                               description="Only devices having all of these tags (repeat it).")] = None,
+    query: DeviceFilters,
     sort: Literal["id", "name", "state", "latency"] = "id",
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=repo.MAX_PAGE)] = 100,
@@ -92,9 +84,7 @@ async def list_devices(
     cursor: Annotated[CursorText | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> DevicePageOut:
     """Page through devices; follow `next_cursor` (stable under inserts) or use `offset`."""
-    query = DeviceQuery(state=state, kind=kind, region=region, region_state=region_state, text=q,
-                        parent_id=parent_id, tags=tag, sort=sort, descending=order == "desc", limit=limit,
-                        offset=offset, cursor=cursor)
+    query = replace(query, sort=sort, descending=order == "desc", limit=limit, offset=offset, cursor=cursor)
     page = await device_list.list_devices(request.app.state.pool, tenant.id, query)
     return DevicePageOut(items=[DeviceOut.model_validate(d) for d in page.items], total=page.total,
                          next_cursor=page.next_cursor)
