@@ -51,7 +51,7 @@ def parse_rrule(text: str, starts_at: datetime) -> du_rrule.rrule:
     """The rule for `text` starting at `starts_at`, or InputError('rrule', reason with an example)."""
     problem = control_character_problem(text)
     if problem or len(text) > MAX_RRULE:
-        raise InputError("rrule", problem or f"at most {MAX_RRULE} characters; send {RRULE_HELP}")
+        raise InputError("rrule", f"{problem or f'at most {MAX_RRULE} characters'}; send {RRULE_HELP}")
     body = text.strip()
     if body.upper().startswith("RRULE:"):
         body = body[len("RRULE:"):]
