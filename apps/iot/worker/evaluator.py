@@ -33,6 +33,7 @@ from iot import protocol
 from iot.log import log_fields
 from iot.worker import store
 from iot.worker.catalog import Device
+from iot.worker.maintenance import MaintenanceCache, Occurrence
 from iot.worker.regions import FailureRates, RegionStatus, canary_failures, judge_regions, live_regions
 from iot.worker.state import TIMESTAMP_PRECISION_S, RegionView, Thresholds, decide
 from iot.worker.trim import StreamTrimmer
@@ -61,6 +62,7 @@ class Evaluator:
         flush_seconds: float = 2.0,
         reclaim_idle_seconds: float = 10.0,
         trimmer: StreamTrimmer | None = None,
+        maintenance: MaintenanceCache | None = None,
     ) -> None:
         self._redis = client
         self._pool = pool
@@ -73,6 +75,7 @@ class Evaluator:
         self._min_checks = region_min_checks
         self.rates = FailureRates(region_window_seconds, region_sample_checks)
         self._trimmer = trimmer
+        self._maintenance = maintenance
         self._read_count = read_count
         self._flush_seconds = flush_seconds
         self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
@@ -83,6 +86,9 @@ class Evaluator:
         self.suppressed: set[int] = set()
         self._push_down: set[int] = set()
         self._parent_recovered_at: dict[int, float] = {}
+        # Devices that went down/degraded inside a maintenance window, raising no alert: the occurrence
+        # (None when found so at load) and when. Still failing once it has ended, they open their incident.
+        self.held: dict[int, tuple[Occurrence | None, float]] = {}
         self._loaded_at = 0.0  # parents that recovered before this leadership term: count from its start
         self.regions: dict[str, RegionStatus] = {}
         self._healthy: frozenset[str] = frozenset()
@@ -123,6 +129,9 @@ class Evaluator:
         self.states = {device_id: device.state for device_id, device in self._devices().items()}
         async with self._pool.acquire() as conn:
             self.suppressed = {row["id"] for row in await conn.fetch(store.SELECT_SUPPRESSED_CHILDREN)}
+            self.held = {row["id"]: (None, row["since"]) for row in await conn.fetch(store.SELECT_HELD_DEVICES)}
+        if self._maintenance is not None:
+            await self._maintenance.refresh()
         self._parent_recovered_at.clear()
         self._loaded_at = time.time()
         try:
@@ -145,6 +154,8 @@ class Evaluator:
             while not stop.is_set() and leading():
                 if time.monotonic() - self._last_region_refresh >= 1.0:
                     await self.refresh_regions()
+                if self._maintenance is not None:
+                    await self._maintenance.maybe_refresh()
                 messages: list[tuple[Any, dict[Any, Any]]] = []
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + max(1.0, self._reclaim_idle_ms / 2000)
@@ -280,6 +291,8 @@ class Evaluator:
     def _escalation(self, device: Device, state: str, verdict: Any, now: float) -> store.StateChange | None:
         """A suppressed child still failing on evidence gathered after its parent recovered: its own incident
         (the parent's alert no longer covers it; resolution is never suppressed)."""
+        if device.id in self.held:
+            return self._after_maintenance(device, state, verdict, now)
         if device.id not in self.suppressed or state not in ("down", "degraded") or device.parent_id is None:
             return None
         if self._parent_failing(device.parent_id):
@@ -290,11 +303,48 @@ class Evaluator:
         if not evidence or any(views[r].last_checked_at <= since for r in evidence if r in views):
             return None
         self.suppressed.discard(device.id)
+        window = self._window(device, now)
+        if window is not None:  # the parent is back, but a maintenance window now holds the alert
+            self.held[device.id] = (window, now)
+            return None
         change = self._change(device, state, state, verdict, now)
         parent = self._devices().get(device.parent_id)
         parent_name = parent.name if parent is not None else f"device {device.parent_id}"
         return dataclasses.replace(change, summary=f"{change.summary}; still {state} after its parent "
-                                   f"{parent_name} recovered", previous=state, escalated=True)
+                                   f"{parent_name} recovered", previous=state, escalated=True,
+                                   held_text=f"alert suppressed by its parent {parent_name} "
+                                   f"(device {device.parent_id}), which was down", held_at=since)
+
+    def _after_maintenance(self, device: Device, state: str, verdict: Any, now: float) -> store.StateChange | None:
+        """A device that went down inside a maintenance window: its incident opens once the window is over
+        and a check made after its end still fails (a parent failing by then takes the alert instead)."""
+        if state not in ("down", "degraded"):
+            self.held.pop(device.id, None)
+            return None
+        if self._window(device, now) is not None:
+            return None
+        window, since = self.held[device.id]
+        if device.parent_id is not None and self._parent_failing(device.parent_id):
+            del self.held[device.id]
+            self.suppressed.add(device.id)
+            return None
+        if window is not None and window.end > now:  # deleted or shortened: it ended when first seen gone
+            window = dataclasses.replace(window, end=now)
+            self.held[device.id] = (window, since)
+        views = self.views.get(device.id, {})
+        evidence = verdict.failing if state == "down" else verdict.slow
+        ended = window.end if window is not None else self._loaded_at
+        if not evidence or any(views[r].last_checked_at < ended for r in evidence if r in views):
+            return None
+        del self.held[device.id]
+        change = self._change(device, state, state, verdict, now)
+        what = f"maintenance window {window.window_id} ({window.reason})" if window else "a maintenance window"
+        return dataclasses.replace(change, summary=f"{change.summary}; still {state} after {what} ended",
+                                   previous=state, escalated=True,
+                                   held_text=f"alert held back by {what}", held_at=since)
+
+    def _window(self, device: Device, at: float) -> Occurrence | None:
+        return None if self._maintenance is None else self._maintenance.covering(device.tenant_id, device.id, at)
 
     def _change(self, device: Device, old: str, new: str, verdict: Any, now: float) -> store.StateChange:
         if old == "down" and new != "down":
@@ -304,8 +354,9 @@ class Evaluator:
                 (views[r].last_checked_at for r in verdict.passing if r in views), default=now)
         if new not in ("down", "degraded"):
             # A child that never raised an alert recovers silently: there is no incident to resolve.
-            notify = device.id not in self.suppressed
+            notify = device.id not in self.suppressed and device.id not in self.held
             self.suppressed.discard(device.id)
+            self.held.pop(device.id, None)
             return store.StateChange(device.id, new, now, previous=old, notify=notify)
         views = self.views.get(device.id, {})
         parent_failing = device.parent_id is not None and self._parent_failing(device.parent_id)
@@ -331,6 +382,12 @@ class Evaluator:
             self.suppressed.add(device.id)
             return store.StateChange(device.id, new, now, None, summary, cause_device_id=device.parent_id,
                                      previous=old, notify=False)
+        window = self._window(device, now)
+        if window is not None:
+            # In maintenance: the state is recorded, the alert waits for the window's end (_after_maintenance).
+            self.held.setdefault(device.id, (window, now))
+            return store.StateChange(device.id, new, now, None, summary, previous=old, notify=False)
+        self.held.pop(device.id, None)  # an alert now: nothing is held back any more
         return store.StateChange(device.id, new, now, new, summary, json.dumps(details), None, previous=old)
 
     def _parent_failing(self, parent_id: int) -> bool:

@@ -30,6 +30,7 @@ from iot.worker.app import build_app
 from iot.worker.evaluator import Evaluator
 from iot.worker.lock import LeaderLock
 from iot.worker.outbox import OutboxSender
+from iot.worker.maintenance import MaintenanceCache
 from iot.worker.scheduler import Scheduler
 from iot.worker.silence import run_silence_watch
 from iot.worker.state import Thresholds
@@ -68,6 +69,7 @@ class WorkerService:
             reclaim_idle_seconds=settings.lock_ttl_seconds,
             # results nobody evaluated stay up to a day (a worker outage); evaluated ones go after the keep
             trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds, max_age_s=86_400),
+            maintenance=MaintenanceCache(pool),
         )
         self.webhooks = OutboxSender(
             pool, egress=settings.egress_policy(), per_tenant=settings.webhook_tenant_round_limit,

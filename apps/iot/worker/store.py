@@ -97,21 +97,46 @@ JOIN channels ch ON ch.tenant_id = e.tenant_id AND ch.enabled AND e.kind = ANY(c
 ON CONFLICT (event_id, channel_id) DO NOTHING
 """
 
-# Close open incidents except those of the kind the device is now in (down stays open while down).
+# Close open incidents except those of the kind the device is now in (down stays open while down), each
+# with its `resolved` timeline event.
 RESOLVE_INCIDENTS = """
-UPDATE incidents i SET resolved_at = to_timestamp(v.at)
-FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS v(device_id, at, keep_kind)
-WHERE i.device_id = v.device_id AND i.resolved_at IS NULL AND i.kind IS DISTINCT FROM v.keep_kind
+WITH resolved AS (
+    UPDATE incidents i SET resolved_at = to_timestamp(v.at)
+    FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[]) AS v(device_id, at, keep_kind, state)
+    WHERE i.device_id = v.device_id AND i.resolved_at IS NULL AND i.kind IS DISTINCT FROM v.keep_kind
+    RETURNING i.id, i.tenant_id, i.resolved_at, v.state
+)
+INSERT INTO incident_events (tenant_id, incident_id, at, kind, text)
+SELECT r.tenant_id, r.id, r.resolved_at, 'resolved',
+       CASE WHEN r.state IN ('down', 'degraded') THEN 'closed: the device is now ' || r.state
+            ELSE 'recovered: the device is ' || r.state END
+FROM resolved r
 """
 
-# The partial unique index incidents_one_open makes a replayed or concurrent open a no-op.
+# The partial unique index incidents_one_open makes a replayed or concurrent open a no-op. Each incident
+# opened gets its `opened` timeline event, preceded by a `suppressed` one ($7 text, at $8) when its alert
+# was held back first (behind a failing parent, or by a maintenance window).
 OPEN_INCIDENTS = """
-INSERT INTO incidents (tenant_id, device_id, kind, summary, details, cause_device_id, opened_at)
-SELECT d.tenant_id, v.device_id, v.kind, v.summary, v.details::jsonb, v.cause, to_timestamp(v.at)
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[])
-     AS v(device_id, kind, summary, details, cause, at)
-JOIN devices d ON d.id = v.device_id
-ON CONFLICT (device_id) WHERE resolved_at IS NULL DO NOTHING
+WITH v AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[],
+                         $7::text[], $8::float8[])
+         AS v(device_id, kind, summary, details, cause, at, held_text, held_at)
+), opened AS (
+    INSERT INTO incidents (tenant_id, device_id, kind, summary, details, cause_device_id, opened_at)
+    SELECT d.tenant_id, v.device_id, v.kind, v.summary, v.details::jsonb, v.cause, to_timestamp(v.at)
+    FROM v JOIN devices d ON d.id = v.device_id
+    ON CONFLICT (device_id) WHERE resolved_at IS NULL DO NOTHING
+    RETURNING id, tenant_id, device_id, opened_at, summary
+)
+INSERT INTO incident_events (tenant_id, incident_id, at, kind, text)
+SELECT e.tenant_id, e.id, e.at, e.kind, e.text FROM (
+    SELECT o.tenant_id, o.id, to_timestamp(coalesce(v.held_at, v.at)) AS at, 'suppressed' AS kind,
+           v.held_text AS text, 0 AS n
+    FROM opened o JOIN v ON v.device_id = o.device_id WHERE v.held_text <> ''
+    UNION ALL
+    SELECT o.tenant_id, o.id, o.opened_at, 'opened', o.summary, 1 FROM opened o
+) e
+ORDER BY e.id, e.n
 """
 
 # A suppressed child's own incident, opened once its parent recovered while it stayed down/degraded: its
@@ -172,6 +197,14 @@ WHERE d.parent_id IS NOT NULL AND d.state IN ('down', 'degraded')
   AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL)
 """
 
+# Down/degraded devices without a parent and without an open incident: held back by maintenance when the
+# last leader stopped (children are SELECT_SUPPRESSED_CHILDREN's). Their window is looked up again.
+SELECT_HELD_DEVICES = """
+SELECT d.id, extract(epoch FROM d.state_since)::float8 AS since FROM devices d
+WHERE d.parent_id IS NULL AND d.state IN ('down', 'degraded')
+  AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL)
+"""
+
 UPSERT_REGIONS = """
 INSERT INTO regions (name, healthy, reason, last_heartbeat_at, updated_at)
 SELECT v.name, v.healthy, v.reason, to_timestamp(v.beat), now()
@@ -204,6 +237,9 @@ class StateChange:
     notify: bool = True
     # Same state as before, but its suppressed incident is now opened (parent recovered, child did not)
     escalated: bool = False
+    # Why its alert was held back until now (parent, maintenance) and since when: the incident's first event
+    held_text: str = ""
+    held_at: float | None = None
 
 
 async def write_state_changes(conn: asyncpg.Connection, changes: list[StateChange]) -> None:
@@ -218,13 +254,15 @@ async def write_state_changes(conn: asyncpg.Connection, changes: list[StateChang
     await conn.execute(
         RESOLVE_INCIDENTS, [c.device_id for c in changes], [c.at for c in changes],
         [c.incident_kind or (c.state if c.state in ("down", "degraded") else None) for c in changes],
+        [c.state for c in changes],
     )
     opening = [c for c in changes if c.incident_kind]
     if opening:
         await conn.execute(
             OPEN_INCIDENTS, [c.device_id for c in opening], [c.incident_kind for c in opening],
             [c.summary for c in opening], [c.details for c in opening],
-            [c.cause_device_id for c in opening], [c.at for c in opening],
+            [c.cause_device_id for c in opening], [c.at for c in opening], [c.held_text for c in opening],
+            [c.held_at for c in opening],
         )
     escalated = [c for c in opening if c.escalated]
     if escalated:

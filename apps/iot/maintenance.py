@@ -1,0 +1,117 @@
+"""Maintenance windows as time: validate a window's times and RRULE, and expand its occurrences (bounded).
+
+Pure (no I/O): the tracker and dashboard validate with it, the worker's cache (`iot.worker.maintenance`)
+and the repository expand with it. A window's first occurrence is [starts_at, ends_at); an RRULE
+(RFC 5545, DTSTART = starts_at, in UTC) repeats it with the same duration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dateutil import rrule as du_rrule
+
+from iot.errors import InputError
+from iot.inputs import control_character_problem
+
+MAX_RRULE = 500
+MAX_REASON = 500
+MAX_DURATION = timedelta(days=31)
+# Expansion walks a rule from its DTSTART: stop after this many occurrences whatever the range, so a
+# hostile rule cannot make the worker or the API spin (an hourly rule covers 11 years before this).
+MAX_OCCURRENCES = 100_000
+# Rules repeating faster than hourly are not maintenance; they would also make expansion expensive.
+ALLOWED_FREQS = {"HOURLY": du_rrule.HOURLY, "DAILY": du_rrule.DAILY, "WEEKLY": du_rrule.WEEKLY,
+                 "MONTHLY": du_rrule.MONTHLY, "YEARLY": du_rrule.YEARLY}
+RRULE_HELP = ("an RFC 5545 RRULE such as 'FREQ=WEEKLY;BYDAY=SU' or 'FREQ=DAILY;COUNT=5' "
+              "(FREQ HOURLY, DAILY, WEEKLY, MONTHLY or YEARLY; UNTIL in UTC, e.g. 20270101T000000Z)")
+
+
+@dataclass(frozen=True, slots=True)
+class Times:
+    """A window's timing: the first occurrence and an optional recurrence."""
+
+    starts_at: datetime
+    ends_at: datetime
+    rrule: str | None = None
+
+    @property
+    def duration(self) -> timedelta:
+        return self.ends_at - self.starts_at
+
+
+def utc(value: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_rrule(text: str, starts_at: datetime) -> du_rrule.rrule:
+    """The rule for `text` starting at `starts_at`, or InputError('rrule', reason with an example)."""
+    problem = control_character_problem(text)
+    if problem or len(text) > MAX_RRULE:
+        raise InputError("rrule", f"{problem or f'at most {MAX_RRULE} characters'}; send {RRULE_HELP}")
+    body = text.strip()
+    if body.upper().startswith("RRULE:"):
+        body = body[len("RRULE:"):]
+    if not body or any(part in body.upper() for part in ("DTSTART", "\n", "EXDATE", "RDATE")):
+        raise InputError("rrule", f"send only the rule (starts_at is its start): {RRULE_HELP}")
+    freq = dict(p.split("=", 1) for p in body.upper().split(";") if "=" in p).get("FREQ")
+    if freq not in ALLOWED_FREQS:
+        raise InputError("rrule", f"FREQ {freq or '(missing)'} is not allowed; send {RRULE_HELP}")
+    try:
+        rule = du_rrule.rrulestr(body, dtstart=utc(starts_at))
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InputError("rrule", f"not a valid RRULE ({str(exc)[:120]}); send {RRULE_HELP}") from None
+    if not isinstance(rule, du_rrule.rrule):
+        raise InputError("rrule", f"send one rule: {RRULE_HELP}")
+    return rule
+
+
+def check_times(starts_at: datetime, ends_at: datetime | None, duration_minutes: int | None,
+                rrule: str | None) -> Times:
+    """Validated times: exactly one of `ends_at` and `duration_minutes`, end after start, a bounded
+    duration, and a rule that yields at least its first occurrence."""
+    start = utc(starts_at)
+    if (ends_at is None) == (duration_minutes is None):
+        raise InputError("ends_at", "send either ends_at or duration_minutes (exactly one of them)")
+    if duration_minutes is not None:
+        if not 1 <= duration_minutes <= MAX_DURATION.total_seconds() // 60:
+            raise InputError("duration_minutes", f"must be between 1 and {int(MAX_DURATION.total_seconds() // 60)}")
+        end = start + timedelta(minutes=duration_minutes)
+    else:
+        assert ends_at is not None
+        end = utc(ends_at)
+        if end <= start:
+            raise InputError("ends_at", f"must be after starts_at ({start.isoformat()}); send a later time")
+        if end - start > MAX_DURATION:
+            raise InputError("ends_at", f"a window lasts at most {MAX_DURATION.days} days; split longer work "
+                                        "or use a recurrence")
+    rule_text = rrule.strip() if rrule and rrule.strip() else None
+    if rule_text is not None:
+        rule = parse_rrule(rule_text, start)
+        if next(iter(rule), None) is None:
+            raise InputError("rrule", f"the rule yields no occurrence from starts_at on; send {RRULE_HELP}")
+    return Times(start, end, rule_text)
+
+
+def occurrences(times: Times, since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """(start, end) of every occurrence overlapping [since, until), in order; bounded by MAX_OCCURRENCES."""
+    duration = times.duration
+    if times.rrule is None:
+        if times.starts_at < until and times.ends_at > since:
+            yield times.starts_at, times.ends_at
+        return
+    rule = parse_rrule(times.rrule, times.starts_at)
+    for n, start in enumerate(rule):
+        if start >= until or n >= MAX_OCCURRENCES:
+            return
+        if start + duration > since:
+            yield start, start + duration
+
+
+def current_or_next(times: Times, now: datetime, horizon: timedelta = timedelta(days=400)
+                    ) -> tuple[datetime, datetime] | None:
+    """The occurrence in progress at `now`, else the next one within `horizon`, else None."""
+    return next(occurrences(times, now, now + horizon), None)
