@@ -4,12 +4,16 @@ the hourly rollups survive, and the state timeline recorded by every state write
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from iot_processes import wait_until
 
 from iot.db.migrate import available_migrations, migrate
+from iot.devtools.servers import free_port
 from iot.worker import downsample, partitions
+from iot.worker import history as history_job
 from iot.worker.store import UPSERT_ROLLUPS
 
 TABLES = partitions.history_tables(raw_days=7, minute_days=30, hourly_days=400)
@@ -196,3 +200,27 @@ async def test_migration_moves_existing_rows_and_records_the_timeline(database_u
     assert timeline == [(tenant, hour, "up", "unknown")]
     assert after == [(hour, "up", "unknown"), (now, "down", "up")]
     assert kinds == dict.fromkeys(("rollups", "device_metrics", "rollups_hourly", "device_state_changes"), "p")
+
+
+async def test_a_history_round_twice_changes_nothing_the_second_time(pool) -> None:
+    now = datetime.now(UTC) + timedelta(days=5)
+    first = await history_job.history_round(pool, TABLES, ahead_days=3, minute_days=30, now=now)
+    second = await history_job.history_round(pool, TABLES, ahead_days=3, minute_days=30, now=now)
+    assert first["created"] and first["dropped"]  # 5 days on: new days ahead, old raw days past 7 days
+    assert second["created"] == [] and second["dropped"] == []
+
+
+def test_the_leader_worker_runs_the_history_jobs(database_url: str, redis_url: str, start_iot) -> None:
+    asyncio.run(migrate(database_url))
+    ahead = partitions.partition_name("rollups", partitions.period_start(datetime.now(UTC) + timedelta(days=9), "day"))
+
+    async def exists() -> bool:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", ahead)
+        finally:
+            await conn.close()
+
+    worker = start_iot("worker", DATABASE_URL=database_url, REDIS_URL=redis_url, APP_PORT=free_port(),
+                       APP_HOST="127.0.0.1", PARTITIONS_AHEAD_DAYS=9, HISTORY_JOB_SECONDS=1)
+    wait_until(lambda: asyncio.run(exists()) or None, 30, f"partition {ahead} created by the leader", [worker])
