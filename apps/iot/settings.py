@@ -227,6 +227,23 @@ class WorkerSettings(CommonSettings, SecretsKeySettings, SmtpSettings):
     )
 
 
+    # --- history and retention (issue 14): partitions of migration 0011, kept and dropped by the leader ---
+    retention_raw_days: int = Field(
+        7, ge=1, le=3650, description="Days raw metric points (device_metrics) are kept; older daily partitions are dropped."
+    )
+    retention_minute_days: int = Field(
+        30, ge=1, le=3650, description="Days per-minute rollups are kept (the 24h charts and downsampling read them)."
+    )
+    retention_hourly_days: int = Field(
+        400, ge=1, le=3650,
+        description="Days hourly rollups and the device-state timeline are kept (7d/30d/90d charts and uptime).",
+    )
+    history_job_seconds: float = Field(
+        300.0, gt=0, description="How often the leader creates partitions ahead, downsamples and applies retention."
+    )
+    partitions_ahead_days: int = Field(3, ge=1, le=60, description="Days of history partitions created in advance.")
+
+
 class MonitorSettings(CommonSettings):
     region: str = Field(
         "local", pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",

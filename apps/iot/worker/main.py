@@ -28,9 +28,11 @@ from iot.service import ListenError, StartupError, load_settings, redis_client
 from iot.settings import WorkerSettings
 from iot.worker.app import build_app
 from iot.worker.evaluator import Evaluator
+from iot.worker.history import run_history_jobs
 from iot.worker.lock import LeaderLock
-from iot.worker.outbox import OutboxSender
 from iot.worker.maintenance import MaintenanceCache
+from iot.worker.outbox import OutboxSender
+from iot.worker.partitions import history_tables
 from iot.worker.scheduler import Scheduler
 from iot.worker.silence import run_silence_watch
 from iot.worker.state import Thresholds
@@ -143,11 +145,12 @@ class WorkerService:
             asyncio.create_task(self.evaluator.run(term, lambda: self.lock.held)),
             asyncio.create_task(watch_stop()),
             asyncio.create_task(run_silence_watch(self._pool, term)),
+            asyncio.create_task(self._history_jobs(term)),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             term.set()
-            results = await asyncio.gather(*tasks[:3], tasks[4], return_exceptions=True)
+            results = await asyncio.gather(*tasks[:3], *tasks[4:], return_exceptions=True)
         finally:
             for task in tasks:  # also when this term itself is cancelled: no orphan keeps renewing
                 task.cancel()
@@ -156,6 +159,13 @@ class WorkerService:
             await self.lock.release()
         if errors:
             raise errors[0]
+
+    async def _history_jobs(self, term: asyncio.Event) -> None:
+        """Partitions ahead, downsampling and retention, for this leadership term."""
+        s = self.settings
+        tables = history_tables(s.retention_raw_days, s.retention_minute_days, s.retention_hourly_days)
+        await run_history_jobs(self._pool, term, tables, ahead_days=s.partitions_ahead_days,
+                               minute_days=s.retention_minute_days, interval_s=s.history_job_seconds)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
