@@ -29,6 +29,7 @@ from iot.settings import WorkerSettings
 from iot.worker.app import build_app
 from iot.worker.evaluator import Evaluator
 from iot.worker.lock import LeaderLock
+from iot.worker.metric_rules import run_metric_rules
 from iot.worker.scheduler import Scheduler
 from iot.worker.silence import run_silence_watch
 from iot.worker.state import Thresholds
@@ -140,11 +141,13 @@ class WorkerService:
             asyncio.create_task(self.evaluator.run(term, lambda: self.lock.held)),
             asyncio.create_task(watch_stop()),
             asyncio.create_task(run_silence_watch(self._pool, term)),
+            asyncio.create_task(run_metric_rules(self._pool, term, period_s=self.settings.metric_rules_period_seconds,
+                                                 lookback_s=self.settings.metric_rules_lookback_seconds)),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             term.set()
-            results = await asyncio.gather(*tasks[:3], tasks[4], return_exceptions=True)
+            results = await asyncio.gather(*tasks[:3], *tasks[4:], return_exceptions=True)
         finally:
             for task in tasks:  # also when this term itself is cancelled: no orphan keeps renewing
                 task.cancel()

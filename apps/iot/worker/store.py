@@ -80,16 +80,17 @@ RESOLVE_INCIDENTS = """
 UPDATE incidents i SET resolved_at = to_timestamp(v.at)
 FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS v(device_id, at, keep_kind)
 WHERE i.device_id = v.device_id AND i.resolved_at IS NULL AND i.kind IS DISTINCT FROM v.keep_kind
+  AND i.kind <> 'metric'  -- metric incidents follow their rule (worker.metric_rules), not the state
 """
 
-# The partial unique index incidents_one_open makes a replayed or concurrent open a no-op.
+# The partial unique index incidents_one_open (state incidents; migration 0012) makes a replayed or concurrent open a no-op.
 OPEN_INCIDENTS = """
 INSERT INTO incidents (tenant_id, device_id, kind, summary, details, cause_device_id, opened_at)
 SELECT d.tenant_id, v.device_id, v.kind, v.summary, v.details::jsonb, v.cause, to_timestamp(v.at)
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[])
      AS v(device_id, kind, summary, details, cause, at)
 JOIN devices d ON d.id = v.device_id
-ON CONFLICT (device_id) WHERE resolved_at IS NULL DO NOTHING
+ON CONFLICT (device_id) WHERE resolved_at IS NULL AND kind <> 'metric' DO NOTHING
 """
 
 # A suppressed child's own incident, opened once its parent recovered while it stayed down/degraded: its
@@ -120,7 +121,8 @@ SELECT_DOWN_PUSH_DEVICES = "SELECT id FROM devices WHERE kind = 'push' AND state
 SELECT_SUPPRESSED_CHILDREN = """
 SELECT d.id FROM devices d
 WHERE d.parent_id IS NOT NULL AND d.state IN ('down', 'degraded')
-  AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL
+                  AND i.kind <> 'metric')
 """
 
 UPSERT_REGIONS = """
@@ -193,3 +195,50 @@ FORGET_APPLIED_MESSAGES = """
 DELETE FROM applied_result_messages WHERE stream_id = ANY($1::text[]) OR applied_at < now() - interval '1 day'
 """
 SELECT_APPLIED_MESSAGES = "SELECT stream_id FROM applied_result_messages WHERE stream_id = ANY($1::text[])"
+
+
+# Incident events that are not a device state change (metric rules open and resolve incidents while the
+# device stays up): one delivery each when the tenant has a webhook. The event id names the incident and the
+# transition, so a replayed pass enqueues nothing twice. Callers use `enqueue_incident_events` only, so the
+# transport behind the queue (webhooks today, channels later) changes in one place.
+ENQUEUE_INCIDENT_EVENTS = """
+INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
+SELECT d.tenant_id, e.event_id, v.type,
+       jsonb_build_object(
+           'event_id', e.event_id, 'type', v.type,
+           'occurred_at', to_char(to_timestamp(v.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'device', jsonb_build_object('id', d.id, 'name', d.name),
+           'state', d.state, 'previous_state', d.state,
+           'incident', jsonb_build_object('id', v.incident_id, 'kind', v.kind, 'summary', v.summary,
+                                          'details', v.details::jsonb),
+           'cause_device_id', NULL)
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::float8[])
+     AS v(device_id, type, incident_id, kind, summary, details, at)
+JOIN devices d ON d.id = v.device_id
+JOIN tenants t ON t.id = d.tenant_id
+CROSS JOIN LATERAL (SELECT 'incident-' || v.incident_id || '-' || split_part(v.type, '.', 2) AS event_id) e
+WHERE t.webhook_url IS NOT NULL
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    device_id: int
+    type: str  # incident.opened | incident.resolved
+    incident_id: int
+    kind: str
+    summary: str
+    details: str  # JSON object
+    at: float
+
+
+async def enqueue_incident_events(conn: asyncpg.Connection, events: list[IncidentEvent]) -> None:
+    """Queue notifications of incidents opened or resolved, in the caller's transaction."""
+    if not events:
+        return
+    await conn.execute(
+        ENQUEUE_INCIDENT_EVENTS, [e.device_id for e in events], [e.type for e in events],
+        [e.incident_id for e in events], [e.kind for e in events], [e.summary for e in events],
+        [e.details for e in events], [e.at for e in events],
+    )
