@@ -49,6 +49,12 @@ ON CONFLICT (device_id, name, minute) DO UPDATE SET
     last = CASE WHEN EXCLUDED.last_ts >= metric_rollups.last_ts THEN EXCLUDED.last ELSE metric_rollups.last END,
     last_ts = greatest(metric_rollups.last_ts, EXCLUDED.last_ts)
 """
+UPSERT_METRIC_LATEST = """
+INSERT INTO metric_latest (device_id, name, value, ts)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::timestamptz[])
+ON CONFLICT (device_id, name) DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts
+WHERE EXCLUDED.ts >= metric_latest.ts
+"""
 
 Point = tuple[datetime, str, float]
 
@@ -160,7 +166,9 @@ class MetricWriter:
         async with self._pool.acquire() as conn, conn.transaction():
             if records:
                 await conn.copy_records_to_table("device_metrics", records=records, columns=METRIC_COLUMNS)
-                await conn.execute(UPSERT_METRIC_ROLLUPS, *rollup_columns(records))
+                rollups = rollup_columns(records)
+                await conn.execute(UPSERT_METRIC_ROLLUPS, *rollups)
+                await conn.execute(UPSERT_METRIC_LATEST, *latest_columns(rollups))
             await conn.execute(UPDATE_LAST_SEEN, list(last_seen), list(last_seen.values()))
 
     async def _without_deleted(self, batch: list[_Submission]) -> list[_Submission]:
@@ -203,3 +211,14 @@ def rollup_columns(records: list[tuple[int, datetime, str, float]]) -> list[list
     columns: list[list] = [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]]
     columns += [[groups[k][i] for k in keys] for i in range(7)]
     return columns
+
+
+def latest_columns(rollups: list[list]) -> list[list]:
+    """The newest point per device and name, from the (key-ordered) rollup columns: UPSERT_METRIC_LATEST's."""
+    newest: dict[tuple[int, str], tuple[float, datetime]] = {}
+    for device_id, name, last, last_ts in zip(rollups[0], rollups[1], rollups[8], rollups[9], strict=True):
+        seen = newest.get((device_id, name))
+        if seen is None or last_ts >= seen[1]:
+            newest[(device_id, name)] = (last, last_ts)
+    keys = sorted(newest)
+    return [[k[0] for k in keys], [k[1] for k in keys], [newest[k][0] for k in keys], [newest[k][1] for k in keys]]

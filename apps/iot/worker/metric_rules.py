@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from iot.log import log_fields
+from iot.repo.metric_rules import rule_text
 from iot.worker import store
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,6 @@ WHERE id = $1 AND resolved_at IS NULL
 RETURNING device_id, summary, details::text
 """
 
-OPERATOR_WORDS = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "==": "=", "!=": "!="}
-
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -112,24 +111,6 @@ class Verdict:
     holds: bool | None
     summary: str
     details: dict
-
-
-def duration_text(seconds: int) -> str:
-    if seconds == 0:
-        return ""
-    if seconds % 3600 == 0:
-        return f" for {seconds // 3600} h"
-    if seconds % 60 == 0:
-        return f" for {seconds // 60} min"
-    return f" for {seconds} s"
-
-
-def rule_text(metric: str, kind: str, operator: str | None, threshold: float | None, z_score: float | None,
-              for_s: int) -> str:
-    """`temperature > 8 for 5 min`, `vibration anomaly (z > 3)`."""
-    if kind == "anomaly":
-        return f"{metric} anomaly (z > {z_score:g}){duration_text(for_s)}"
-    return f"{metric} {OPERATOR_WORDS.get(operator or '', operator)} {threshold:g}{duration_text(for_s)}"
 
 
 def verdict(row: asyncpg.Record) -> Verdict:

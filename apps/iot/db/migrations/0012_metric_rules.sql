@@ -18,6 +18,15 @@ CREATE TABLE metric_rollups (
     PRIMARY KEY (device_id, name, minute)
 );
 
+-- The newest value of each metric of each device (device page, device list columns), upserted with the points.
+CREATE TABLE metric_latest (
+    device_id   bigint NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    name        text NOT NULL,
+    value       double precision NOT NULL,
+    ts          timestamptz NOT NULL,
+    PRIMARY KEY (device_id, name)
+);
+
 -- A rule watches one metric on one device, or on every device carrying a tag (never both).
 --   threshold: value <operator> threshold
 --   anomaly:   |value - baseline mean| > z_score * baseline stddev (baseline: the day before, from rollups)

@@ -1,5 +1,5 @@
 """The tracker's HTTP routes, one module per resource; `ROUTERS` is the order app.py includes them in."""
 
-from iot.tracker.routes import devices, ingest, tenants
+from iot.tracker.routes import devices, ingest, metrics, tenants
 
-ROUTERS = (tenants.router, devices.router, ingest.router)
+ROUTERS = (tenants.router, devices.router, ingest.router, metrics.router)
