@@ -225,6 +225,12 @@ class WorkerSettings(CommonSettings, SecretsKeySettings, SmtpSettings):
         description="At most this many of one tenant's webhook deliveries per sender round (50), so one "
         "tenant's backlog or slow receiver gets a share of a round, never the whole of it.",
     )
+    # --- Metric rules (issue 15) ---
+    metric_rules_period_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often the leader evaluates the metric rules.")
+    metric_rules_lookback_seconds: int = Field(
+        900, ge=60, le=86400,
+        description="Points a rule reads: its duration plus this much; a device silent longer gets no verdict.")
 
 
     # --- history and retention (issue 14): partitions of migration 0011, kept and dropped by the leader ---

@@ -34,6 +34,27 @@ FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, seen)
 WHERE d.id = v.id
 """
 SELECT_EXISTING_IDS = "SELECT id FROM devices WHERE id = ANY($1::bigint[])"
+# Per-minute rollups for charts and anomaly baselines (migration 0012), merged into rows earlier batches wrote.
+# Rows go in key order, so two flushers upserting the same minutes lock them in the same order (no deadlock).
+UPSERT_METRIC_ROLLUPS = """
+INSERT INTO metric_rollups (device_id, name, minute, count, sum, sum_sq, min, max, last, last_ts)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[], $5::float8[], $6::float8[],
+                     $7::float8[], $8::float8[], $9::float8[], $10::timestamptz[])
+ON CONFLICT (device_id, name, minute) DO UPDATE SET
+    count = metric_rollups.count + EXCLUDED.count,
+    sum = metric_rollups.sum + EXCLUDED.sum,
+    sum_sq = metric_rollups.sum_sq + EXCLUDED.sum_sq,
+    min = least(metric_rollups.min, EXCLUDED.min),
+    max = greatest(metric_rollups.max, EXCLUDED.max),
+    last = CASE WHEN EXCLUDED.last_ts >= metric_rollups.last_ts THEN EXCLUDED.last ELSE metric_rollups.last END,
+    last_ts = greatest(metric_rollups.last_ts, EXCLUDED.last_ts)
+"""
+UPSERT_METRIC_LATEST = """
+INSERT INTO metric_latest (device_id, name, value, ts)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::timestamptz[])
+ON CONFLICT (device_id, name) DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts
+WHERE EXCLUDED.ts >= metric_latest.ts
+"""
 
 Point = tuple[datetime, str, float]
 
@@ -145,6 +166,9 @@ class MetricWriter:
         async with self._pool.acquire() as conn, conn.transaction():
             if records:
                 await conn.copy_records_to_table("device_metrics", records=records, columns=METRIC_COLUMNS)
+                rollups = rollup_columns(records)
+                await conn.execute(UPSERT_METRIC_ROLLUPS, *rollups)
+                await conn.execute(UPSERT_METRIC_LATEST, *latest_columns(rollups))
             await conn.execute(UPDATE_LAST_SEEN, list(last_seen), list(last_seen.values()))
 
     async def _without_deleted(self, batch: list[_Submission]) -> list[_Submission]:
@@ -165,3 +189,36 @@ class MetricWriter:
         for sub in batch:
             if not sub.done.done():
                 sub.done.set_exception(IngestUnavailable("database unavailable; retry later"))
+
+
+def rollup_columns(records: list[tuple[int, datetime, str, float]]) -> list[list]:
+    """(device_id, ts, name, value) rows -> the columns of UPSERT_METRIC_ROLLUPS, one row per device, name, minute."""
+    groups: dict[tuple[int, str, datetime], list] = {}
+    for device_id, ts, name, value in records:
+        key = (device_id, name, ts.replace(second=0, microsecond=0))
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [1, value, value * value, value, value, value, ts]
+            continue
+        g[0] += 1
+        g[1] += value
+        g[2] += value * value
+        g[3] = min(g[3], value)
+        g[4] = max(g[4], value)
+        if ts >= g[6]:
+            g[5], g[6] = value, ts
+    keys = sorted(groups)
+    columns: list[list] = [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]]
+    columns += [[groups[k][i] for k in keys] for i in range(7)]
+    return columns
+
+
+def latest_columns(rollups: list[list]) -> list[list]:
+    """The newest point per device and name, from the (key-ordered) rollup columns: UPSERT_METRIC_LATEST's."""
+    newest: dict[tuple[int, str], tuple[float, datetime]] = {}
+    for device_id, name, last, last_ts in zip(rollups[0], rollups[1], rollups[8], rollups[9], strict=True):
+        seen = newest.get((device_id, name))
+        if seen is None or last_ts >= seen[1]:
+            newest[(device_id, name)] = (last, last_ts)
+    keys = sorted(newest)
+    return [[k[0] for k in keys], [k[1] for k in keys], [newest[k][0] for k in keys], [newest[k][1] for k in keys]]

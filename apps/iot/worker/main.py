@@ -31,6 +31,7 @@ from iot.worker.evaluator import Evaluator
 from iot.worker.history import run_history_jobs
 from iot.worker.lock import LeaderLock
 from iot.worker.maintenance import MaintenanceCache
+from iot.worker.metric_rules import run_metric_rules
 from iot.worker.outbox import OutboxSender
 from iot.worker.partitions import history_tables
 from iot.worker.scheduler import Scheduler
@@ -146,6 +147,8 @@ class WorkerService:
             asyncio.create_task(watch_stop()),
             asyncio.create_task(run_silence_watch(self._pool, term)),
             asyncio.create_task(self._history_jobs(term)),
+            asyncio.create_task(run_metric_rules(self._pool, term, period_s=self.settings.metric_rules_period_seconds,
+                                                 lookback_s=self.settings.metric_rules_lookback_seconds)),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -36,7 +36,8 @@ WHERE d.enabled AND d.kind = 'push' AND (
     OR (d.state = 'down' AND p.state IS DISTINCT FROM 'down'
         AND greatest(coalesce(d.last_seen_at, d.created_at), p.state_since)
             < now() - make_interval(secs => coalesce(d.grace_s, 3 * d.interval_s))
-        AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL)))
+        AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL
+                        AND i.kind <> 'metric')))
 """
 
 

@@ -104,6 +104,7 @@ WITH resolved AS (
     UPDATE incidents i SET resolved_at = to_timestamp(v.at)
     FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::text[]) AS v(device_id, at, keep_kind, state)
     WHERE i.device_id = v.device_id AND i.resolved_at IS NULL AND i.kind IS DISTINCT FROM v.keep_kind
+      AND i.kind <> 'metric'  -- metric incidents follow their rule (worker.metric_rules), not the state
     RETURNING i.id, i.tenant_id, i.resolved_at, v.state
 )
 INSERT INTO incident_events (tenant_id, incident_id, at, kind, text)
@@ -113,7 +114,7 @@ SELECT r.tenant_id, r.id, r.resolved_at, 'resolved',
 FROM resolved r
 """
 
-# The partial unique index incidents_one_open makes a replayed or concurrent open a no-op. Each incident
+# The partial unique index incidents_one_open (state incidents; migration 0012) makes a replayed or concurrent open a no-op. Each incident
 # opened gets its `opened` timeline event, preceded by a `suppressed` one ($7 text, at $8) when its alert
 # was held back first (behind a failing parent, or by a maintenance window).
 OPEN_INCIDENTS = """
@@ -125,7 +126,7 @@ WITH v AS (
     INSERT INTO incidents (tenant_id, device_id, kind, summary, details, cause_device_id, opened_at)
     SELECT d.tenant_id, v.device_id, v.kind, v.summary, v.details::jsonb, v.cause, to_timestamp(v.at)
     FROM v JOIN devices d ON d.id = v.device_id
-    ON CONFLICT (device_id) WHERE resolved_at IS NULL DO NOTHING
+    ON CONFLICT (device_id) WHERE resolved_at IS NULL AND kind <> 'metric' DO NOTHING
     RETURNING id, tenant_id, device_id, opened_at, summary
 )
 INSERT INTO incident_events (tenant_id, incident_id, at, kind, text)
@@ -194,7 +195,8 @@ SELECT_DOWN_PUSH_DEVICES = "SELECT id FROM devices WHERE kind = 'push' AND state
 SELECT_SUPPRESSED_CHILDREN = """
 SELECT d.id FROM devices d
 WHERE d.parent_id IS NOT NULL AND d.state IN ('down', 'degraded')
-  AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL
+                  AND i.kind <> 'metric')
 """
 
 # Down/degraded devices without a parent and without an open incident: held back by maintenance when the
@@ -202,7 +204,8 @@ WHERE d.parent_id IS NOT NULL AND d.state IN ('down', 'degraded')
 SELECT_HELD_DEVICES = """
 SELECT d.id, extract(epoch FROM d.state_since)::float8 AS since FROM devices d
 WHERE d.parent_id IS NULL AND d.state IN ('down', 'degraded')
-  AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM incidents i WHERE i.device_id = d.id AND i.resolved_at IS NULL
+                  AND i.kind <> 'metric')
 """
 
 UPSERT_REGIONS = """
@@ -280,3 +283,50 @@ FORGET_APPLIED_MESSAGES = """
 DELETE FROM applied_result_messages WHERE stream_id = ANY($1::text[]) OR applied_at < now() - interval '1 day'
 """
 SELECT_APPLIED_MESSAGES = "SELECT stream_id FROM applied_result_messages WHERE stream_id = ANY($1::text[])"
+
+
+# Incident events that are not a device state change (metric rules open and resolve incidents while the
+# device stays up): one delivery each when the tenant has a webhook. The event id names the incident and the
+# transition, so a replayed pass enqueues nothing twice. Callers use `enqueue_incident_events` only, so the
+# transport behind the queue (webhooks today, channels later) changes in one place.
+ENQUEUE_INCIDENT_EVENTS = """
+INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
+SELECT d.tenant_id, e.event_id, v.type,
+       jsonb_build_object(
+           'event_id', e.event_id, 'type', v.type,
+           'occurred_at', to_char(to_timestamp(v.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+           'device', jsonb_build_object('id', d.id, 'name', d.name),
+           'state', d.state, 'previous_state', d.state,
+           'incident', jsonb_build_object('id', v.incident_id, 'kind', v.kind, 'summary', v.summary,
+                                          'details', v.details::jsonb),
+           'cause_device_id', NULL)
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::float8[])
+     AS v(device_id, type, incident_id, kind, summary, details, at)
+JOIN devices d ON d.id = v.device_id
+JOIN tenants t ON t.id = d.tenant_id
+CROSS JOIN LATERAL (SELECT 'incident-' || v.incident_id || '-' || split_part(v.type, '.', 2) AS event_id) e
+WHERE t.webhook_url IS NOT NULL
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentEvent:
+    device_id: int
+    type: str  # incident.opened | incident.resolved
+    incident_id: int
+    kind: str
+    summary: str
+    details: str  # JSON object
+    at: float
+
+
+async def enqueue_incident_events(conn: asyncpg.Connection, events: list[IncidentEvent]) -> None:
+    """Queue notifications of incidents opened or resolved, in the caller's transaction."""
+    if not events:
+        return
+    await conn.execute(
+        ENQUEUE_INCIDENT_EVENTS, [e.device_id for e in events], [e.type for e in events],
+        [e.incident_id for e in events], [e.kind for e in events], [e.summary for e in events],
+        [e.details for e in events], [e.at for e in events],
+    )
