@@ -118,7 +118,8 @@ async def create_device(request: Request, ctx: Tenant, form: Form) -> Response:
         spec = new_device_spec(form)
         created = await devices.create_devices(ctx.db, ctx.tenant.id, [spec], field_prefix="device",
                                                egress=ctx.services.settings.egress_policy(),
-                                               quotas=ctx.services.settings.quotas())
+                                               quotas=ctx.services.settings.quotas(),
+                                               box=ctx.services.settings.secret_box())
     except InputError as exc:
         field = exc.field.removeprefix("device[0].")
         return refused(exc, ctx.render(request, "device_new.html", page="add", form=form,
@@ -147,7 +148,8 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
         specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
         created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row",
                                                egress=ctx.services.settings.egress_policy(),
-                                               quotas=ctx.services.settings.quotas())
+                                               quotas=ctx.services.settings.quotas(),
+                                               box=ctx.services.settings.secret_box())
     except InputError as exc:
         return refused(exc, _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)]))
     await devices.notify_devices_changed(ctx.services.redis)
@@ -252,7 +254,8 @@ async def update_device(request: Request, ctx: Tenant, form: Form, device_id: Id
         changes = device_changes(form, detail.device.options if same_kind else None)
         updated = await devices.update_device(ctx.db, ctx.tenant.id, device_id, changes,
                                               egress=ctx.services.settings.egress_policy(),
-                                              quotas=ctx.services.settings.quotas())
+                                              quotas=ctx.services.settings.quotas(),
+                                               box=ctx.services.settings.secret_box())
     except InputError as exc:
         return refused(exc, ctx.render(request, "device_edit.html", page="devices", device=detail.device,
                                        form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS))
