@@ -54,6 +54,8 @@ def test_the_api_kind_and_the_database_check_equal_the_registry(tracker) -> None
      "options.headers", "control character"),
     ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"headers": {"bad name": "1"}}},
      "options.headers", "not a header name"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"headers": {f"X-{i}": "v" * 900 for i in range(5)}}},
+     "options.headers", "at most 4096 bytes"),
     ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"json_path": "$.status"}},
      "options", "json_path and json_equals go together"),
     ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"json_path": "$..[", "json_equals": 1}},
@@ -178,3 +180,14 @@ def test_header_values_are_sealed_masked_and_kept_when_sent_back_masked(tracker)
         fresh = client.post("/v1/devices", json={"name": "masked", "kind": "http", "target": "http://127.0.0.1:9/",
                                                  "options": {"headers": {"X-Api-Key": MASK}}})
         assert_error(fresh, 422, "options.headers", "give its value")
+
+
+def test_the_largest_options_the_model_accepts_fit_the_database_sealed(tracker) -> None:
+    headers = {f"X-H{i:02d}": "v" * (4096 // 20 - 5) for i in range(20)}
+    with new_tenant(tracker) as client:
+        response = client.post("/v1/devices", json={
+            "name": "big", "kind": "http", "target": "http://127.0.0.1:9/",
+            "options": {"method": "POST", "headers": headers, "body": "b" * 8192, "keyword": "k" * 200,
+                        "absent_keyword": "a" * 200, "json_path": "$." + "p" * 198, "json_equals": "e" * 200,
+                        "expected_status": [f"{100 + i}-{500 + i}" for i in range(20)]}})
+        assert response.status_code == 201, response.text
