@@ -92,7 +92,6 @@ WHERE d.token_hash = $1
 SELECT_STATE_COUNTS = "SELECT state, count(*) AS n FROM devices WHERE tenant_id = $1 GROUP BY state"
 
 
-
 @dataclass(slots=True)
 class DeviceSpec:
     """What a tenant says about a device (create input, and the full state an update is checked against)."""
