@@ -4,14 +4,22 @@ same way in the API (and, through the same repository call, the dashboard): bad 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import typing
 
 import pytest
+from cryptography.fernet import Fernet
 from test_tracker_api import assert_error, db_query, new_tenant
 
 from iot.checks import KINDS, SCHEDULED
+from iot.db import create_pool
+from iot.repo.check_secrets import MASK
+from iot.sealed import SecretBox
+from iot.settings import SecretsKeySettings
 from iot.tracker.schemas import Kind
+from iot.worker.catalog import load_devices
 
 
 @pytest.mark.parametrize("name", list(KINDS))
@@ -46,6 +54,8 @@ def test_the_api_kind_and_the_database_check_equal_the_registry(tracker) -> None
      "options.headers", "control character"),
     ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"headers": {"bad name": "1"}}},
      "options.headers", "not a header name"),
+    ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"headers": {f"X-{i}": "v" * 900 for i in range(5)}}},
+     "options.headers", "at most 4096 bytes"),
     ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"json_path": "$.status"}},
      "options", "json_path and json_equals go together"),
     ({"kind": "http", "target": "http://127.0.0.1:9/", "options": {"json_path": "$..[", "json_equals": 1}},
@@ -126,3 +136,58 @@ def test_a_resolver_on_an_internal_address_is_refused_by_the_egress_policy(track
         assert_error(response, 422, "options.resolver", "public internet")
         tls = client.post("/v1/devices", json={"name": "t", "kind": "tls", "target": "169.254.169.254:443"})
         assert_error(tls, 422, "target", "public internet")
+
+
+def test_header_values_are_sealed_masked_and_kept_when_sent_back_masked(tracker) -> None:
+    box = SecretsKeySettings().secret_box()  # the tracker of the tests runs with the default key
+    with new_tenant(tracker) as client:
+        created = client.post("/v1/devices", json={
+            "name": "keyed", "kind": "http", "target": "http://127.0.0.1:9/",
+            "options": {"headers": {"Authorization": "Bearer tok-123", "X-Site": "berlin"}}})
+        assert created.status_code == 201, created.text
+        device_id = created.json()["id"]
+        shown = client.get(f"/v1/devices/{device_id}").json()["options"]
+        assert shown == {"headers": {"Authorization": MASK, "X-Site": MASK}}
+        assert "tok-123" not in client.get("/v1/devices").text
+        (row,) = db_query(tracker, "SELECT options FROM devices WHERE id = $1", device_id)
+        stored = json.loads(row["options"]) if isinstance(row["options"], str) else row["options"]
+        assert "tok-123" not in json.dumps(stored) and box.open(stored["headers"]["Authorization"]) == "Bearer tok-123"
+
+        # GET -> change one thing -> PATCH back: masked values keep what is stored, new ones are sealed
+        patched = client.patch(f"/v1/devices/{device_id}", json={
+            "options": {**shown, "headers": {**shown["headers"], "X-Site": "paris"}, "keyword": "ok"}})
+        assert patched.status_code == 200, patched.text
+        (row,) = db_query(tracker, "SELECT options FROM devices WHERE id = $1", device_id)
+        stored = json.loads(row["options"]) if isinstance(row["options"], str) else row["options"]
+        assert {k: box.open(v) for k, v in stored["headers"].items()} == {"Authorization": "Bearer tok-123", "X-Site": "paris"}
+
+        # the worker opens them for the monitors; with another key the device is not scheduled
+        async def load(key_box):
+            pool = await create_pool(tracker.database_url)
+            try:
+                return await load_devices(pool, key_box)
+            finally:
+                await pool.close()
+
+        devices = asyncio.run(load(box))
+        assert devices[device_id].options["headers"] == {"Authorization": "Bearer tok-123", "X-Site": "paris"}
+        assert '"Authorization":"Bearer tok-123"' in devices[device_id].check_fragment()
+        assert device_id not in asyncio.run(load(SecretBox([Fernet.generate_key().decode()])))
+
+        # a mask for a header that has no stored value cannot be kept
+        unknown = client.patch(f"/v1/devices/{device_id}", json={"options": {"headers": {"X-New": MASK}}})
+        assert_error(unknown, 422, "options.headers", "there is none for 'X-New'")
+        fresh = client.post("/v1/devices", json={"name": "masked", "kind": "http", "target": "http://127.0.0.1:9/",
+                                                 "options": {"headers": {"X-Api-Key": MASK}}})
+        assert_error(fresh, 422, "options.headers", "give its value")
+
+
+def test_the_largest_options_the_model_accepts_fit_the_database_sealed(tracker) -> None:
+    headers = {f"X-H{i:02d}": "v" * (4096 // 20 - 5) for i in range(20)}
+    with new_tenant(tracker) as client:
+        response = client.post("/v1/devices", json={
+            "name": "big", "kind": "http", "target": "http://127.0.0.1:9/",
+            "options": {"method": "POST", "headers": headers, "body": "b" * 8192, "keyword": "k" * 200,
+                        "absent_keyword": "a" * 200, "json_path": "$." + "p" * 198, "json_equals": "e" * 200,
+                        "expected_status": [f"{100 + i}-{500 + i}" for i in range(20)]}})
+        assert response.status_code == 201, response.text

@@ -55,6 +55,8 @@ async def test_per_device_retries_and_warnings(env):  # noqa: F811 - the fixture
         await _wait_for(lambda: _state_is(pool, tls, "degraded"))
         last_error = await pool.fetchval("SELECT last_error FROM device_region_state WHERE device_id = $1 LIMIT 1", tls)
         assert last_error == "TLS certificate expires in 9 days"
+        summary = await pool.fetchval("SELECT summary FROM incidents WHERE device_id = $1 AND kind = 'degraded'", tls)
+        assert "is degraded: TLS certificate expires in 9 days from " in summary  # the regions of the quorum
         for region in REGIONS:
             await _send(client, region, _rows([tls], True, t0 + 20))
         await _wait_for(lambda: _state_is(pool, tls, "up"))

@@ -20,6 +20,7 @@ from iot.inputs import control_character_problem
 # body fails the check ("body over the limit") instead of growing memory.
 MAX_BODY_READ = 256 * 1024
 MAX_HEADERS = 20
+MAX_HEADER_BYTES = 4096  # names and values together, like common server limits
 MAX_REQUEST_BODY = 8192
 MAX_STATUS_RULES = 20
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
@@ -60,6 +61,9 @@ class HttpOptions(BaseModel):
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) > MAX_HEADERS:
             raise ValueError(f"at most {MAX_HEADERS} headers (got {len(value)})")
+        size = sum(len(name.encode()) + len(text.encode()) for name, text in value.items())
+        if size > MAX_HEADER_BYTES:
+            raise ValueError(f"at most {MAX_HEADER_BYTES} bytes of header names and values together (got {size})")
         for name, text in value.items():
             if not HEADER_NAME.fullmatch(name):
                 raise ValueError(f"{name[:60]!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")

@@ -31,7 +31,9 @@ from iot.inputs import (
 )
 from iot.protocol import DEVICES_VERSION_KEY
 from iot.quotas import DEFAULT_QUOTAS, Quotas, Usage, admit, check_rate, effective, locked_usage
+from iot.repo import check_secrets
 from iot.repo._db import Executor, connection
+from iot.sealed import SecretBox
 from iot.tokens import DEVICE_TOKEN_PREFIX, new_token, token_hash
 
 KINDS = KIND_NAMES  # iot.checks.KINDS is the one list
@@ -90,7 +92,6 @@ WHERE d.token_hash = $1
 SELECT_STATE_COUNTS = "SELECT state, count(*) AS n FROM devices WHERE tenant_id = $1 GROUP BY state"
 
 
-
 @dataclass(slots=True)
 class DeviceSpec:
     """What a tenant says about a device (create input, and the full state an update is checked against)."""
@@ -143,6 +144,7 @@ class Device:
     def from_record(cls, row: asyncpg.Record) -> Device:
         values = dict(row)
         latency = values.pop("latency_ms", None)
+        values["options"] = check_secrets.masked(values["options"])  # sealed header values never leave
         return cls(**values, latency_ms=latency)
 
     def spec(self) -> DeviceSpec:
@@ -218,7 +220,10 @@ async def _check_egress(egress: EgressPolicy, specs: Sequence[DeviceSpec], prefi
             raise InputError(f"{prefix_of(i)}{name}", f"{problems[host]}; monitors only probe public internet addresses")
 
 
-def _check_spec(spec: DeviceSpec, prefix: str) -> None:
+def _check_spec(spec: DeviceSpec, prefix: str, stored_options: dict[str, Any] | None = None,
+                box: SecretBox | None = None) -> None:
+    """Check and normalise `spec` in place; its options end up ready to store (secret values sealed,
+    masked ones replaced by `stored_options`' sealed values)."""
     name_problem = text_problem(spec.name or "", MAX_NAME, min_length=1)
     if name_problem or not spec.name.strip():
         raise InputError(f"{prefix}name", name_problem or f"must be 1-{MAX_NAME} characters and not blank")
@@ -228,7 +233,10 @@ def _check_spec(spec: DeviceSpec, prefix: str) -> None:
     if problem:
         raise InputError(f"{prefix}target", problem)
     try:
-        spec.options = CHECK_KINDS[spec.kind].options(spec.options)
+        raw, kept = check_secrets.split_kept(spec.options) if isinstance(spec.options, dict) \
+            else (spec.options, {})
+        spec.options = CHECK_KINDS[spec.kind].options(raw)
+        spec.options = check_secrets.seal(spec.options, kept, stored_options or {}, box, f"{prefix}options")
     except OptionsProblem as exc:
         field_name = "options" if exc.field == "options" else f"options.{exc.field}"
         raise InputError(f"{prefix}{field_name}", f"{exc.reason} (kind {spec.kind!r})") from None
@@ -267,13 +275,14 @@ def _check_spec(spec: DeviceSpec, prefix: str) -> None:
 
 async def create_devices(
     db: Executor, tenant_id: int, specs: Sequence[DeviceSpec], *, field_prefix: str | None = "devices",
-    egress: EgressPolicy = PUBLIC_ONLY, quotas: Quotas = DEFAULT_QUOTAS,
+    egress: EgressPolicy = PUBLIC_ONLY, quotas: Quotas = DEFAULT_QUOTAS, box: SecretBox | None = None,
 ) -> list[CreatedDevice]:
     """Create many devices in one statement; all or nothing. Returns ids and ingest tokens (shown once).
 
     Errors name the offending item as `<field_prefix>[i].<field>` (just `<field>` when field_prefix is None).
     Targets must pass `egress` (the default allows public internet addresses only).
     `quotas` are the service defaults; the tenant's overrides apply on top (QuotaExceeded: field `devices`).
+    `box` (SECRETS_KEY) seals secret option values (http headers); needed only when a device has some.
     """
 
     def item(i: int) -> str:
@@ -281,7 +290,7 @@ async def create_devices(
 
     seen: dict[str, int] = {}
     for i, spec in enumerate(specs):
-        _check_spec(spec, item(i))
+        _check_spec(spec, item(i), box=box)
         if spec.name in seen:
             raise InputError(f"{item(i)}name",
                              f"{spec.name!r} is also used by item {seen[spec.name]} of this request; names must be unique")
@@ -322,7 +331,7 @@ async def create_devices(
 
 async def update_device(
     db: Executor, tenant_id: int, device_id: int, changes: dict[str, Any], *, egress: EgressPolicy = PUBLIC_ONLY,
-    quotas: Quotas = DEFAULT_QUOTAS,
+    quotas: Quotas = DEFAULT_QUOTAS, box: SecretBox | None = None,
 ) -> Device | None:
     """Apply `changes` (a subset of DeviceSpec fields); None when the tenant has no such device.
 
@@ -337,6 +346,7 @@ async def update_device(
         row = await conn.fetchrow(SELECT_DEVICE_FOR_UPDATE, tenant_id, device_id)
         if row is None:
             return None
+        stored_options = dict(row["options"])  # with the sealed values, unlike Device.options
         current = Device.from_record(row).spec()
         merged = {**_as_dict(current), **changes}
         if merged["kind"] != current.kind:
@@ -349,7 +359,7 @@ async def update_device(
             if current.kind == "push" and "grace_s" not in changes:
                 merged["grace_s"] = None
         spec = DeviceSpec(**merged)
-        _check_spec(spec, "")
+        _check_spec(spec, "", stored_options if spec.kind == current.kind else None, box)
         if "target" in changes or "kind" in changes or "options" in changes:
             await _check_egress(egress, [spec], lambda _i: "")
         added_rate = (check_rate(spec.kind, spec.interval_s, spec.enabled)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+
+from iot.log import log_fields
+from iot.repo import check_secrets
+from iot.sealed import SecretBox
+
+logger = logging.getLogger(__name__)
 
 SELECT_SCHEDULED_DEVICES = """
 SELECT id, tenant_id, name, kind, target, interval_s, timeout_ms, parent_id,
@@ -48,6 +55,17 @@ class Device:
                 f'{self.interval_s}{options}]')
 
 
-async def load_devices(pool: asyncpg.Pool) -> dict[int, Device]:
-    rows = await pool.fetch(SELECT_SCHEDULED_DEVICES)
-    return {row["id"]: Device(**dict(row)) for row in rows}
+async def load_devices(pool: asyncpg.Pool, box: SecretBox | None = None) -> dict[int, Device]:
+    """Enabled probed devices; secret option values (http headers) opened with `box` (SECRETS_KEY). A device
+    whose values do not open is left out (logged): checking it without its headers would report a lie."""
+    devices: dict[int, Device] = {}
+    for row in await pool.fetch(SELECT_SCHEDULED_DEVICES):
+        values = dict(row)
+        options = check_secrets.opened(values["options"], box)
+        if options is None:
+            log_fields(logger, logging.ERROR, "device not scheduled: its sealed header values do not open "
+                       "with SECRETS_KEY (set the key they were sealed with, or set the headers again)", device=row["id"])
+            continue
+        values["options"] = options
+        devices[row["id"]] = Device(**values)
+    return devices

@@ -367,6 +367,10 @@ class Evaluator:
             if first_error:
                 summary += f" ({first_error})"
             details: dict[str, Any] = {"regions": errors, "need": verdict.need, "previous": old}
+        elif warnings := {r: views[r].last_error for r in verdict.slow if r in views and views[r].last_error}:
+            # Passing checks with a warning (a TLS certificate close to expiry), not slowness.
+            summary = f"{device.name} is degraded: {next(iter(warnings.values()))} from {', '.join(warnings)}"
+            details = {"regions": warnings, "need": verdict.need, "previous": old}
         else:
             slow = {
                 r: {"latency_ms": views[r].last_latency_ms, "baseline_ms": round(views[r].mean_ms or 0.0, 2)}

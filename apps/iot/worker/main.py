@@ -57,6 +57,7 @@ class WorkerService:
             batch_max_bytes=settings.batch_max_bytes,
             trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds,
                                   max_age_s=settings.checks_max_age_seconds),
+            box=settings.secret_box(),
         )
         self.evaluator = Evaluator(
             client, pool, lambda: self.scheduler.devices,

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from iot import protocol
 from iot.log import log_fields
+from iot.sealed import SecretBox
 from iot.worker.catalog import Device, load_devices
 from iot.worker.dispatch import Dispatcher
 from iot.worker.planner import DEFAULT_BATCH_MAX_BYTES, Schedule, batch_payloads
@@ -35,8 +36,10 @@ class Scheduler:
         max_catchup_seconds: int,
         batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
         trimmer: StreamTrimmer | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         self._redis = client
+        self._box = box  # opens sealed check options (SECRETS_KEY)
         self._pool = pool
         self._dispatcher = Dispatcher(client, trimmer)
         self._batch_size = batch_size
@@ -58,7 +61,7 @@ class Scheduler:
         version = await self._redis.get(protocol.DEVICES_VERSION_KEY)
         if self._loaded and version == self._version:
             return False
-        self.devices = await load_devices(self._pool)
+        self.devices = await load_devices(self._pool, self._box)
         self.schedule = Schedule(self.devices.values(), self._batch_max_bytes)
         if self.schedule.oversize:
             log_fields(logger, logging.ERROR, "devices not scheduled: their check entry is larger than "

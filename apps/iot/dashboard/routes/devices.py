@@ -140,7 +140,8 @@ async def create_device(request: Request, ctx: Tenant, form: Form) -> Response:
         spec = new_device_spec(form)
         created = await devices.create_devices(ctx.db, ctx.tenant.id, [spec], field_prefix="device",
                                                egress=ctx.services.settings.egress_policy(),
-                                               quotas=ctx.services.settings.quotas())
+                                               quotas=ctx.services.settings.quotas(),
+                                              box=ctx.services.settings.secret_box())
     except InputError as exc:
         field = exc.field.removeprefix("device[0].")
         return refused(exc, ctx.render(request, "device_new.html", page="add", form=form,
@@ -177,7 +178,8 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
         return await _import_error(request, ctx, text, [str(p) for p in problems])
     try:
         created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row", egress=egress,
-                                               quotas=ctx.services.settings.quotas())
+                                               quotas=ctx.services.settings.quotas(),
+                                              box=ctx.services.settings.secret_box())
     except InputError as exc:  # the quota, or a name taken since the check
         return refused(exc, await _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)]))
     await devices.notify_devices_changed(ctx.services.redis)
@@ -287,7 +289,8 @@ async def update_device(request: Request, ctx: Tenant, form: Form, device_id: Id
         changes = device_changes(form, detail.device.options if same_kind else None)
         updated = await devices.update_device(ctx.db, ctx.tenant.id, device_id, changes,
                                               egress=ctx.services.settings.egress_policy(),
-                                              quotas=ctx.services.settings.quotas())
+                                              quotas=ctx.services.settings.quotas(),
+                                              box=ctx.services.settings.secret_box())
     except InputError as exc:
         return refused(exc, ctx.render(request, "device_edit.html", page="devices", device=detail.device,
                                        choices=await parent_choices(ctx.db, ctx.tenant.id, form.get("parent_q"),

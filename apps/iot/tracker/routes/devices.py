@@ -57,7 +57,8 @@ async def create_devices(
     state = request.app.state
     if isinstance(body, DeviceIn):
         (created,) = await devices.create_devices(state.pool, tenant.id, [_spec(body)], field_prefix=None,
-                                                  egress=state.egress, quotas=state.settings.quotas())
+                                                  egress=state.egress, quotas=state.settings.quotas(),
+                                                  box=state.settings.secret_box())
         await devices.notify_devices_changed(state.redis)
         return DeviceCreated(id=created.id, name=created.name, token=created.token)
     items = body if isinstance(body, list) else body.devices
@@ -67,7 +68,7 @@ async def create_devices(
     if not items:
         raise InputError("devices", "the list is empty; send at least one device")
     created_all = await devices.create_devices(state.pool, tenant.id, [_spec(i) for i in items], egress=state.egress,
-                                               quotas=state.settings.quotas())
+                                               quotas=state.settings.quotas(), box=state.settings.secret_box())
     await devices.notify_devices_changed(state.redis)
     return DevicesCreated(devices=[DeviceCreated(id=c.id, name=c.name, token=c.token) for c in created_all])
 
@@ -112,7 +113,7 @@ async def update_device(device_id: Id, body: DevicePatch, tenant: TenantAuth, re
         raise InputError("body", "no field to change; send at least one")
     state = request.app.state
     device = await devices.update_device(state.pool, tenant.id, device_id, changes, egress=state.egress,
-                                         quotas=state.settings.quotas())
+                                         quotas=state.settings.quotas(), box=state.settings.secret_box())
     if device is None:
         raise _not_found(device_id)
     await devices.notify_devices_changed(state.redis)
