@@ -25,6 +25,8 @@ class Request:
 @dataclass
 class HttpReceiver:
     status: int = 200
+    host: str = "127.0.0.1"
+    location: str | None = None  # answered as Location (with a 3xx status)
     requests: list[Request] = field(default_factory=list)
     refused: int = 0  # requests answered with a non-2xx status
 
@@ -40,6 +42,8 @@ class HttpReceiver:
                 else:
                     receiver.refused += 1
                 self.send_response(receiver.status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -48,7 +52,7 @@ class HttpReceiver:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -5,6 +5,7 @@ errors and logs."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from iot import db
 from iot.db.migrate import migrate
 from iot.egress import EgressPolicy
+from iot.notify.apprise import notify_blocking, plugin_of
 from iot.notify.webhook import WebhookClient
 from iot.repo import channels
 from iot.sealed import SecretBox
@@ -214,3 +216,35 @@ async def test_region_unhealthy_reaches_only_channels_that_asked_for_it(pool):
     payload = rows[0]["payload"]
     assert (payload["kind"], payload["region"], payload["incident"]["summary"]) == (
         "region_unhealthy", "tokyo", "its canaries fail")
+
+
+async def test_apprise_sends_follow_no_redirect_and_connect_only_where_the_policy_allows(pool):
+    """A receiver answering 307 to an address the policy refuses gets nothing re-sent there; a connection to
+    a refused address is refused at connect time, whatever was checked before (DNS answers can change)."""
+    only_one = EgressPolicy.parse("127.0.0.1/32")
+    internal = HttpReceiver(host="127.0.0.2").start()
+    redirecting = HttpReceiver(status=307, location=f"http://127.0.0.2:{0}/stolen").start()
+    try:
+        redirecting.location = f"http://127.0.0.2:{internal.port}/stolen"
+        acme = await _tenant(pool, "acme")
+        gw = await _device(pool, acme, "gw")
+        await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(
+            name="json", kind="apprise", config={"url": f"json://127.0.0.1:{redirecting.port}/hook"}), egress=only_one)
+        await _change(pool, store.StateChange(gw, "down", time.time(), "down", "gw is down", previous="up"))
+        sender = OutboxSender(pool, egress=only_one, secret_box=BOX, domain="iot.example")
+        async with WebhookClient(only_one, timeout_s=5) as client:
+            assert await sender.deliver_due(client) == 1
+        row = await pool.fetchrow("SELECT status, last_error FROM webhook_deliveries")
+        assert row["status"] == "pending" and row["last_error"]
+        assert redirecting.refused == 1 and not internal.requests
+
+        # past the pre-send check (as after a changed DNS answer): refused when connecting
+        plugin = plugin_of(f"json://127.0.0.2:{internal.port}/direct")
+        ok, _lines, refused = await asyncio.to_thread(notify_blocking, plugin, "t", "b", "info", only_one)
+        assert (ok, refused) == (False, True) and not internal.requests
+        # the same send where the policy allows it arrives
+        ok, _lines, refused = await asyncio.to_thread(notify_blocking, plugin, "t", "b", "info", LOOPBACK)
+        assert (ok, refused) == (True, False) and [r.path for r in internal.requests] == ["/direct"]
+    finally:
+        internal.stop()
+        redirecting.stop()

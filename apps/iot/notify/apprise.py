@@ -6,7 +6,10 @@ Apprise understands, e.g. https://hooks.slack.com/services/...) and refuses URLs
 - Egress (DESIGN §5.1): Apprise opens its own sockets, so the host of every URL whose host the tenant
   chooses (`{host}` in the plugin's URL templates: json://, ntfy://host, workflows://...) is judged by the
   egress policy when the channel is saved (a 4xx) and again, resolved, just before each send. Fixed-host
-  services (slack://, tgram://, pagerduty://...) go to their vendor's public API.
+  services (slack://, tgram://, pagerduty://...) go to their vendor's public API. During a send, every
+  HTTP connection Apprise makes (through requests/urllib3) is resolved and judged at connect time and goes
+  to the checked address (no DNS rebinding in between), and redirects are not followed (a 3xx fails).
+  Plugins with raw sockets (mqtt, irc, smpp...) are judged beforehand only.
 - `notify()` only answers True/False: the WARNING lines Apprise logs in the sending thread become the error
   text, with every token of the URL scrubbed out and capped. Apprise's log never reaches ours.
 - Apprise is synchronous (requests): one message runs in a thread with connect/read timeouts set.
@@ -17,14 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import threading
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import apprise
+import requests
+import urllib3.util.connection
 from pydantic import BaseModel, ConfigDict, Field
 
-from iot.egress import EgressPolicy, EgressRefused
+from iot.egress import REFUSED, EgressPolicy, EgressRefused, is_localhost_name, parse_ip
 from iot.inputs import Url
 from iot.notify.base import Channel, Event, Outcome, SendContext
 
@@ -48,6 +54,45 @@ _apprise_log.addFilter(_capture)
 _apprise_log.propagate = False
 for _name in ("urllib3", "requests"):
     logging.getLogger(_name).propagate = False
+
+_create_connection = urllib3.util.connection.create_connection
+_redirect_target = requests.Session.get_redirect_target
+
+
+def _guarded_create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+    """urllib3's connect, judged by the egress policy of the channel send running in this thread (if any):
+    resolve once, refuse what the policy refuses, connect to the checked address (TLS still verifies the
+    name, which urllib3 keeps for SNI and the certificate)."""
+    egress: EgressPolicy | None = getattr(_captured, "egress", None)
+    if egress is None:
+        return _create_connection(address, *args, **kwargs)
+    host, port = address
+    host = host.strip("[]")
+    if is_localhost_name(host):
+        addresses = ["127.0.0.1"]
+    elif parse_ip(host) is not None:
+        addresses = [host]
+    else:
+        addresses = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    for candidate in addresses:
+        try:
+            checked = egress.connect_address(candidate)
+        except EgressRefused:
+            continue
+        return _create_connection((checked, port), *args, **kwargs)
+    _captured.refused = True
+    raise EgressRefused()
+
+
+def _no_redirects(self: requests.Session, resp: Any) -> str | None:
+    """Inside a channel send, a redirect is an answer, not a new request: a receiver cannot point us elsewhere."""
+    if getattr(_captured, "egress", None) is not None:
+        return None
+    return _redirect_target(self, resp)
+
+
+urllib3.util.connection.create_connection = _guarded_create_connection
+requests.Session.get_redirect_target = _no_redirects  # type: ignore[method-assign]
 
 # Plugins a tenant may not use through the generic kind: e-mail has its own kind on the deployment's relay
 # (a tenant SMTP server is refused), and desktop/system notifiers act on the server itself.
@@ -153,18 +198,23 @@ class AppriseChannel(Channel):
         message = self.render(event)
         plugin.socket_connect_timeout = ctx.timeout_s
         plugin.socket_read_timeout = ctx.timeout_s
-        ok, lines = await asyncio.to_thread(_notify, plugin, message.title, message.body,
-                                            _SEVERITY[message.severity])
-        return (None, None) if ok else (None, scrub(lines, config.url))
+        ok, lines, refused = await asyncio.to_thread(notify_blocking, plugin, message.title, message.body,
+                                                     _SEVERITY[message.severity], ctx.egress)
+        if ok:
+            return None, None
+        return None, REFUSED if refused else scrub(lines, config.url)
 
 
-def _notify(plugin: Any, title: str, body: str, notify_type: Any) -> tuple[bool, list[str]]:
-    _captured.lines = []
+def notify_blocking(plugin: Any, title: str, body: str, notify_type: Any,
+                    egress: EgressPolicy) -> tuple[bool, list[str], bool]:
+    """(delivered, Apprise's warnings, refused by the egress policy): one send, in the calling thread."""
+    _captured.lines, _captured.egress, _captured.refused = [], egress, False
     try:
         ok = bool(plugin.notify(body=body, title=title, notify_type=notify_type))
     except Exception as exc:  # noqa: BLE001 - a plugin failing is a failed delivery, retried
         _captured.lines.append(f"{type(exc).__name__}")
         ok = False
     finally:
-        lines, _captured.lines = _captured.lines, None
-    return ok, lines
+        lines, refused = _captured.lines, _captured.refused
+        _captured.lines, _captured.egress = None, None
+    return ok, lines, refused
