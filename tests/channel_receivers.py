@@ -27,6 +27,8 @@ class HttpReceiver:
     status: int = 200
     host: str = "127.0.0.1"
     location: str | None = None  # answered as Location (with a 3xx status)
+    body_size: int = 0  # bytes of answer body to send (until the client hangs up)
+    body_sent: int = 0
     requests: list[Request] = field(default_factory=list)
     refused: int = 0  # requests answered with a non-2xx status
 
@@ -44,8 +46,15 @@ class HttpReceiver:
                 self.send_response(receiver.status)
                 if receiver.location:
                     self.send_header("Location", receiver.location)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(receiver.body_size))
                 self.end_headers()
+                chunk = b"x" * 65536
+                try:
+                    while receiver.body_sent < receiver.body_size:
+                        self.wfile.write(chunk)
+                        receiver.body_sent += len(chunk)
+                except OSError:
+                    pass  # the client closed the connection
 
             do_POST = do_PUT = do_GET = _any  # noqa: N815 - http.server's handler names
 

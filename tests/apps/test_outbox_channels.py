@@ -248,3 +248,17 @@ async def test_apprise_sends_follow_no_redirect_and_connect_only_where_the_polic
     finally:
         internal.stop()
         redirecting.stop()
+
+
+async def test_a_huge_answer_is_not_read_whole(pool):
+    """A receiver answering 200 with 1 GiB: the send is done after 64 KiB and the connection closed."""
+    huge = HttpReceiver(body_size=1 << 30).start()
+    try:
+        plugin = plugin_of(f"json://127.0.0.1:{huge.port}/hook")
+        ok, _lines, refused = await asyncio.wait_for(
+            asyncio.to_thread(notify_blocking, plugin, "t", "b", "info", LOOPBACK), timeout=20)
+        assert (ok, refused) == (True, False)
+        time.sleep(0.5)
+        assert huge.body_sent < 64 << 20, f"{huge.body_sent} bytes were sent: the answer was read on"
+    finally:
+        huge.stop()

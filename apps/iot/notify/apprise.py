@@ -8,7 +8,7 @@ Apprise understands, e.g. https://hooks.slack.com/services/...) and refuses URLs
   egress policy when the channel is saved (a 4xx) and again, resolved, just before each send. Fixed-host
   services (slack://, tgram://, pagerduty://...) go to their vendor's public API. During a send, every
   HTTP connection Apprise makes (through requests/urllib3) is resolved and judged at connect time and goes
-  to the checked address (no DNS rebinding in between), and redirects are not followed (a 3xx fails).
+  to the checked address (no DNS rebinding in between), redirects are not followed (a 3xx fails), and at most 64 KiB of an answer is read.
   Plugins with raw sockets (mqtt, irc, smpp...) are judged beforehand only.
 - `notify()` only answers True/False: the WARNING lines Apprise logs in the sending thread become the error
   text, with every token of the URL scrubbed out and capped. Apprise's log never reaches ours.
@@ -56,7 +56,8 @@ for _name in ("urllib3", "requests"):
     logging.getLogger(_name).propagate = False
 
 _create_connection = urllib3.util.connection.create_connection
-_redirect_target = requests.Session.get_redirect_target
+_session_send = requests.Session.send
+MAX_ANSWER = 64 * 1024  # of a receiver's answer body: Apprise reads it to log or parse it
 
 
 def _guarded_create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
@@ -84,15 +85,24 @@ def _guarded_create_connection(address: tuple[str, int], *args: Any, **kwargs: A
     raise EgressRefused()
 
 
-def _no_redirects(self: requests.Session, resp: Any) -> str | None:
-    """Inside a channel send, a redirect is an answer, not a new request: a receiver cannot point us elsewhere."""
-    if getattr(_captured, "egress", None) is not None:
-        return None
-    return _redirect_target(self, resp)
+def _bounded_send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+    """requests' send, inside a channel send: no redirects (a receiver cannot point us elsewhere) and at most
+    MAX_ANSWER bytes of the answer read (a receiver cannot grow our memory); the connection is then closed."""
+    if getattr(_captured, "egress", None) is None:
+        return _session_send(self, request, **kwargs)
+    kwargs.update(stream=True, allow_redirects=False)
+    response = _session_send(self, request, **kwargs)
+    try:
+        response._content = response.raw.read(MAX_ANSWER, decode_content=True) or b""
+    except Exception:  # noqa: BLE001 - an answer cut short or undecodable is an empty one
+        response._content = b""
+    response._content_consumed = True
+    response.close()
+    return response
 
 
 urllib3.util.connection.create_connection = _guarded_create_connection
-requests.Session.get_redirect_target = _no_redirects  # type: ignore[method-assign]
+requests.Session.send = _bounded_send  # type: ignore[method-assign]
 
 # Plugins a tenant may not use through the generic kind: e-mail has its own kind on the deployment's relay
 # (a tenant SMTP server is refused), and desktop/system notifiers act on the server itself.
