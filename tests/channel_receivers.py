@@ -4,8 +4,11 @@ test can change, and an aiosmtpd SMTP server that keeps the messages it was hand
 
 from __future__ import annotations
 
+import datetime
 import email
 import socket
+import ssl
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from email.message import Message
@@ -29,6 +32,7 @@ class HttpReceiver:
     location: str | None = None  # answered as Location (with a 3xx status)
     body_size: int = 0  # bytes of answer body to send (until the client hangs up)
     body_sent: int = 0
+    tls: bool = False  # https with a self-signed certificate (clients must not verify: Apprise's ?verify=no)
     requests: list[Request] = field(default_factory=list)
     refused: int = 0  # requests answered with a non-2xx status
 
@@ -62,6 +66,13 @@ class HttpReceiver:
                 pass
 
         self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:
+                pem.write(_self_signed_pem(self.host))
+                pem.flush()
+                context.load_cert_chain(pem.name)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -96,3 +107,24 @@ class SmtpReceiver:
 
     def stop(self) -> None:
         self._controller.stop()
+
+
+def _self_signed_pem(host: str) -> bytes:
+    """A throwaway key and self-signed certificate for `host`, as one PEM."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))

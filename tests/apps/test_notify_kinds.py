@@ -1,7 +1,8 @@
 """Channel kinds without a local receiver (their host is fixed in Apprise: Slack, Discord, Telegram,
-PagerDuty, Opsgenie, Pushover; Teams workflows are https-only): what can be checked here is that the URLs
-users paste are accepted for the right kind and refused for the wrong one, shown masked, judged by the
-egress policy where the host is the tenant's, and the rendered message for every event kind."""
+PagerDuty, Opsgenie, Pushover): what can be checked here is that the URLs users paste are accepted for the
+right kind and refused for the wrong one, shown masked, judged by the egress policy where the host is the
+tenant's, and the rendered message for every event kind. (Teams, ntfy and any host-configurable Apprise URL
+are delivered to local receivers in test_outbox_channels.py.)"""
 
 from __future__ import annotations
 

@@ -262,3 +262,31 @@ async def test_a_huge_answer_is_not_read_whole(pool):
         assert huge.body_sent < 64 << 20, f"{huge.body_sent} bytes were sent: the answer was read on"
     finally:
         huge.stop()
+
+
+async def test_https_kinds_deliver_to_a_local_tls_receiver(pool):
+    """Teams (Power Automate workflows://, https only), jsons:// and ntfys:// to a local https receiver with a
+    self-signed certificate (Apprise's ?verify=no), through the outbox."""
+    receiver = HttpReceiver(tls=True).start()
+    try:
+        acme = await _tenant(pool, "acme")
+        gw = await _device(pool, acme, "gw")
+        port = receiver.port
+        for name, kind, url in [
+            ("teams", "msteams", f"workflows://127.0.0.1:{port}/wf-id-123/sig-abcdef0123?verify=no"),
+            ("jsons", "apprise", f"jsons://127.0.0.1:{port}/secure-hook?verify=no"),
+            ("ntfys", "ntfy", f"ntfys://127.0.0.1:{port}/alerts?verify=no"),
+        ]:
+            await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(name=name, kind=kind,
+                                          config={"url": url}), egress=LOOPBACK)
+        await _change(pool, store.StateChange(gw, "down", time.time(), "down", "gw is down", previous="up"))
+        await _deliver_all(pool, _sender(pool))
+        rows = await pool.fetch("SELECT status, last_error FROM webhook_deliveries")
+        assert [r["status"] for r in rows] == ["delivered"] * 3, [r["last_error"] for r in rows]
+        paths = sorted(r.path.split("?")[0] for r in receiver.requests)
+        # ntfy posts to the server root (topic in the body); Teams workflows to the Power Automate path
+        assert paths == ["/", "/secure-hook", "/workflows/wf-id-123/triggers/manual/paths/invoke"]
+        teams = [r for r in receiver.requests if "wf-id-123" in r.path]
+        assert teams and b"gw is DOWN" in teams[0].body
+    finally:
+        receiver.stop()
