@@ -177,6 +177,10 @@ class AppriseChannel(Channel):
         if name in _REFUSED_PLUGINS:
             return "config.url", f"{plugin.service_name} is not offered: {_REFUSED_PLUGINS[name]}"
         hosts = hosts_of(plugin)
+        if "{host}" in " ".join(getattr(type(plugin), "templates", ())):
+            # the host as written too: Apprise may read an odd one (`ntfys://127.1/t`) as something else
+            written = urlsplit(config.url).hostname
+            hosts += [written] if written and written not in hosts else []
         problems = await egress.registration_problems(hosts)
         for host in hosts:
             if host in problems:
