@@ -83,3 +83,15 @@ def test_every_event_kind_renders_with_the_device_link(kind: str, title: str, in
     assert in_body in message.body
     assert "https://acme.iot.example/devices/42" in message.body
     assert render(event) == message  # pure
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("mailto://user:password@smtp.example.com", "use the e-mail channel kind"),
+    ("irc://example.com/#alerts", "egress policy cannot check"),
+    ("rsyslog://syslog.example.com", "egress policy cannot check"),
+    ("syslog://", "server's syslog"),
+])
+async def test_plugins_beyond_the_egress_policy_or_acting_on_the_server_are_refused(url: str, reason: str) -> None:
+    channel = CHANNELS["apprise"]
+    problem = await channel.problem(channel.parse({"url": url}), PUBLIC_ONLY)
+    assert problem is not None and problem[0] == "config.url" and reason in problem[1]

@@ -8,8 +8,9 @@ Apprise understands, e.g. https://hooks.slack.com/services/...) and refuses URLs
   egress policy when the channel is saved (a 4xx) and again, resolved, just before each send. Fixed-host
   services (slack://, tgram://, pagerduty://...) go to their vendor's public API. During a send, every
   HTTP connection Apprise makes (through requests/urllib3) is resolved and judged at connect time and goes
-  to the checked address (no DNS rebinding in between), redirects are not followed (a 3xx fails), and at most 64 KiB of an answer is read.
-  Plugins with raw sockets (mqtt, irc, smpp...) are judged beforehand only.
+  to the checked address (no DNS rebinding in between), redirects are not followed (a 3xx fails), and at
+  most 64 KiB of an answer is read. Plugins that open raw sockets (mqtt, irc, smpp, xmpp, syslog...) are
+  refused: the policy could not hold them at connect time.
 - `notify()` only answers True/False: the WARNING lines Apprise logs in the sending thread become the error
   text, with every token of the URL scrubbed out and capped. Apprise's log never reaches ours.
 - Apprise is synchronous (requests): one message runs in a thread with connect/read timeouts set.
@@ -105,12 +106,18 @@ urllib3.util.connection.create_connection = _guarded_create_connection
 requests.Session.send = _bounded_send  # type: ignore[method-assign]
 
 # Plugins a tenant may not use through the generic kind: e-mail has its own kind on the deployment's relay
-# (a tenant SMTP server is refused), and desktop/system notifiers act on the server itself.
+# (a tenant SMTP server is refused), desktop/system notifiers act on the server itself, and plugins with
+# their own raw sockets escape the connect-time egress check above.
+_DESKTOP = "desktop notifications act on the server"
+_RAW = "it opens its own connections, which the egress policy cannot check; use an https service"
 _REFUSED_PLUGINS = {
     "NotifyEmail": "use the e-mail channel kind (it sends through this server's mail relay)",
-    "NotifyDBus": "desktop notifications act on the server", "NotifyGnome": "desktop notifications act on the server",
-    "NotifyGLib": "desktop notifications act on the server", "NotifyMacOSX": "desktop notifications act on the server",
-    "NotifyWindows": "desktop notifications act on the server", "NotifySyslog": "it writes to the server's syslog",
+    "NotifyDeltaChat": "use the e-mail channel kind (it sends through this server's mail relay)",
+    "NotifyDBus": _DESKTOP, "NotifyGnome": _DESKTOP, "NotifyGLib": _DESKTOP, "NotifyMacOSX": _DESKTOP,
+    "NotifyWindows": _DESKTOP, "NotifyBlink1": "it drives a USB device of the server",
+    "NotifySyslog": "it writes to the server's syslog", "NotifyRSyslog": _RAW, "NotifyMQTT": _RAW,
+    "NotifyAMQP": _RAW, "NotifyIRC": _RAW, "NotifyXMPP": _RAW, "NotifySMPP": _RAW, "NotifyGrowl": _RAW,
+    "NotifyAprs": _RAW, "NotifyNostr": _RAW,
 }
 _SEVERITY = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
              "warning": apprise.NotifyType.WARNING, "failure": apprise.NotifyType.FAILURE}
@@ -202,6 +209,8 @@ class AppriseChannel(Channel):
         plugin = plugin_of(config.url)
         if plugin is None:
             return None, "Apprise does not understand the channel URL any more"
+        if type(plugin).__name__ in _REFUSED_PLUGINS:
+            return None, f"{plugin.service_name} is not offered any more; choose another service"
         for host in hosts_of(plugin):
             try:
                 await ctx.egress.resolve(host)
