@@ -10,6 +10,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,8 @@ class Request:
 class HttpReceiver:
     status: int = 200
     host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port
+    answer: bytes | Callable[[str], bytes] = b""  # body of a 2xx answer, or a function of the path
     location: str | None = None  # answered as Location (with a 3xx status)
     body_size: int = 0  # bytes of answer body to send (until the client hangs up)
     body_sent: int = 0
@@ -50,8 +53,12 @@ class HttpReceiver:
                 self.send_response(receiver.status)
                 if receiver.location:
                     self.send_header("Location", receiver.location)
-                self.send_header("Content-Length", str(receiver.body_size))
+                answer = receiver.answer(self.path) if callable(receiver.answer) else receiver.answer
+                answer = answer if 200 <= receiver.status < 300 else b""
+                self.send_header("Content-Length", str(receiver.body_size or len(answer)))
                 self.end_headers()
+                if answer and not receiver.body_size:
+                    self.wfile.write(answer)
                 chunk = b"x" * 65536
                 try:
                     while receiver.body_sent < receiver.body_size:
@@ -65,7 +72,7 @@ class HttpReceiver:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         if self.tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:

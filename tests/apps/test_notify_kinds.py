@@ -1,8 +1,7 @@
-"""Channel kinds without a local receiver (their host is fixed in Apprise: Slack, Discord, Telegram,
-PagerDuty, Opsgenie, Pushover): what can be checked here is that the URLs users paste are accepted for the
-right kind and refused for the wrong one, shown masked, judged by the egress policy where the host is the
-tenant's, and the rendered message for every event kind. (Teams, ntfy and any host-configurable Apprise URL
-are delivered to local receivers in test_outbox_channels.py.)"""
+"""Channel kinds in process: the URLs users paste are accepted for the right kind and refused for the wrong
+one, shown masked, judged by the egress policy where the host is the tenant's, and the rendered message for
+every event kind. (Delivery: host-configurable kinds in test_outbox_channels.py; the fixed-host vendors,
+whose host Apprise does not let us set, in tests/e2e/test_channel_vendors.py under a hosts-file stub.)"""
 
 from __future__ import annotations
 
