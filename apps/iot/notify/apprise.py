@@ -168,13 +168,12 @@ class AppriseChannel(Channel):
     Config = AppriseConfig
 
     def __init__(self, kind: str, label: str, example: str, plugins: tuple[str, ...] = (),
-                 test_severity: str = "info") -> None:
+                 severities: dict[str, str] | None = None) -> None:
         self.kind = kind  # type: ignore[misc]
         self.label = label  # type: ignore[misc]
         self.example = {"url": example}  # type: ignore[misc]
         self.plugins = plugins
-        # Opsgenie maps "info" to a note on an existing alert (nothing arrives): its test is an alert.
-        self.test_severity = test_severity
+        self.severities = severities or {}  # message severity -> the one Apprise is given
 
     async def problem(self, config: AppriseConfig, egress: EgressPolicy) -> tuple[str, str] | None:
         plugin = plugin_of(config.url)
@@ -222,7 +221,7 @@ class AppriseChannel(Channel):
             except (OSError, UnicodeError):
                 return None, "the channel's host name does not resolve"
         message = self.render(event)
-        severity = self.test_severity if event.kind == "test" else message.severity
+        severity = self.severities.get(message.severity, message.severity)
         plugin.socket_connect_timeout = ctx.timeout_s
         plugin.socket_read_timeout = ctx.timeout_s
         ok, lines, refused = await asyncio.to_thread(notify_blocking, plugin, message.title, message.body,
