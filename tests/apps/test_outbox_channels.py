@@ -290,3 +290,37 @@ async def test_https_kinds_deliver_to_a_local_tls_receiver(pool):
         assert teams and b"gw is DOWN" in teams[0].body
     finally:
         receiver.stop()
+
+
+async def test_a_channel_that_raises_fails_its_row_and_not_the_round(pool, http_receiver, monkeypatch):
+    """A bug in one kind (here Apprise raising) is that row's failed attempt; the other rows of the round are
+    delivered, and the exception's text (which could hold a token) is not logged."""
+    from iot.notify.apprise import AppriseChannel
+
+    async def broken(self, config, event, ctx):
+        raise RuntimeError("boom tok-in-the-message-1234")
+
+    acme = await _tenant(pool, "acme")
+    gw = await _device(pool, acme, "gw")
+    await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(
+        name="json", kind="apprise", config={"url": "json://127.0.0.1:9/x"}), egress=LOOPBACK)
+    await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(
+        name="hook", kind="webhook", config={"url": f"http://127.0.0.1:{http_receiver.port}/h",
+                                             "secret": "whsec-0123456789abcdef"}), egress=LOOPBACK)
+    await _change(pool, store.StateChange(gw, "down", time.time(), "down", "gw is down", previous="up"))
+    monkeypatch.setattr(AppriseChannel, "send", broken)
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    logging.getLogger().addHandler(handler)
+    try:
+        async with WebhookClient(LOOPBACK, timeout_s=5) as client:
+            assert await _sender(pool).deliver_due(client) == 2
+    finally:
+        logging.getLogger().removeHandler(handler)
+    rows = {r["name"]: r for r in await pool.fetch(
+        "SELECT c.name, w.status, w.last_error FROM webhook_deliveries w JOIN channels c ON c.id = w.channel_id")}
+    assert rows["hook"]["status"] == "delivered"
+    assert (rows["json"]["status"], rows["json"]["last_error"]) == (
+        "pending", "the channel failed unexpectedly; it will be retried")
+    assert "channel send failed unexpectedly" in written.getvalue()
+    assert "tok-in-the-message" not in written.getvalue()
