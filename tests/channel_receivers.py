@@ -4,9 +4,13 @@ test can change, and an aiosmtpd SMTP server that keeps the messages it was hand
 
 from __future__ import annotations
 
+import datetime
 import email
 import socket
+import ssl
+import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +29,13 @@ class Request:
 @dataclass
 class HttpReceiver:
     status: int = 200
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port
+    answer: bytes | Callable[[str], bytes] = b""  # body of a 2xx answer, or a function of the path
+    location: str | None = None  # answered as Location (with a 3xx status)
+    body_size: int = 0  # bytes of answer body to send (until the client hangs up)
+    body_sent: int = 0
+    tls: bool = False  # https with a self-signed certificate (clients must not verify: Apprise's ?verify=no)
     requests: list[Request] = field(default_factory=list)
     refused: int = 0  # requests answered with a non-2xx status
 
@@ -40,15 +51,35 @@ class HttpReceiver:
                 else:
                     receiver.refused += 1
                 self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                answer = receiver.answer(self.path) if callable(receiver.answer) else receiver.answer
+                answer = answer if 200 <= receiver.status < 300 else b""
+                self.send_header("Content-Length", str(receiver.body_size or len(answer)))
                 self.end_headers()
+                if answer and not receiver.body_size:
+                    self.wfile.write(answer)
+                chunk = b"x" * 65536
+                try:
+                    while receiver.body_sent < receiver.body_size:
+                        self.wfile.write(chunk)
+                        receiver.body_sent += len(chunk)
+                except OSError:
+                    pass  # the client closed the connection
 
             do_POST = do_PUT = do_GET = _any  # noqa: N815 - http.server's handler names
 
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            with tempfile.NamedTemporaryFile("wb", suffix=".pem") as pem:
+                pem.write(_self_signed_pem(self.host))
+                pem.flush()
+                context.load_cert_chain(pem.name)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -83,3 +114,24 @@ class SmtpReceiver:
 
     def stop(self) -> None:
         self._controller.stop()
+
+
+def _self_signed_pem(host: str) -> bytes:
+    """A throwaway key and self-signed certificate for `host`, as one PEM."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM))

@@ -1,7 +1,7 @@
-"""Channel kinds without a local receiver (their host is fixed in Apprise: Slack, Discord, Telegram,
-PagerDuty, Opsgenie, Pushover; Teams workflows are https-only): what can be checked here is that the URLs
-users paste are accepted for the right kind and refused for the wrong one, shown masked, judged by the
-egress policy where the host is the tenant's, and the rendered message for every event kind."""
+"""Channel kinds in process: the URLs users paste are accepted for the right kind and refused for the wrong
+one, shown masked, judged by the egress policy where the host is the tenant's, and the rendered message for
+every event kind. (Delivery: host-configurable kinds in test_outbox_channels.py; the fixed-host vendors,
+whose host Apprise does not let us set, in tests/e2e/test_channel_vendors.py under a hosts-file stub.)"""
 
 from __future__ import annotations
 
@@ -82,3 +82,15 @@ def test_every_event_kind_renders_with_the_device_link(kind: str, title: str, in
     assert in_body in message.body
     assert "https://acme.iot.example/devices/42" in message.body
     assert render(event) == message  # pure
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("mailto://user:password@smtp.example.com", "use the e-mail channel kind"),
+    ("irc://example.com/#alerts", "egress policy cannot check"),
+    ("rsyslog://syslog.example.com", "egress policy cannot check"),
+    ("syslog://", "server's syslog"),
+])
+async def test_plugins_beyond_the_egress_policy_or_acting_on_the_server_are_refused(url: str, reason: str) -> None:
+    channel = CHANNELS["apprise"]
+    problem = await channel.problem(channel.parse({"url": url}), PUBLIC_ONLY)
+    assert problem is not None and problem[0] == "config.url" and reason in problem[1]

@@ -5,6 +5,7 @@ errors and logs."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 from iot import db
 from iot.db.migrate import migrate
 from iot.egress import EgressPolicy
+from iot.notify.apprise import notify_blocking, plugin_of
 from iot.notify.webhook import WebhookClient
 from iot.repo import channels
 from iot.sealed import SecretBox
@@ -214,3 +216,111 @@ async def test_region_unhealthy_reaches_only_channels_that_asked_for_it(pool):
     payload = rows[0]["payload"]
     assert (payload["kind"], payload["region"], payload["incident"]["summary"]) == (
         "region_unhealthy", "tokyo", "its canaries fail")
+
+
+async def test_apprise_sends_follow_no_redirect_and_connect_only_where_the_policy_allows(pool):
+    """A receiver answering 307 to an address the policy refuses gets nothing re-sent there; a connection to
+    a refused address is refused at connect time, whatever was checked before (DNS answers can change)."""
+    only_one = EgressPolicy.parse("127.0.0.1/32")
+    internal = HttpReceiver(host="127.0.0.2").start()
+    redirecting = HttpReceiver(status=307, location=f"http://127.0.0.2:{0}/stolen").start()
+    try:
+        redirecting.location = f"http://127.0.0.2:{internal.port}/stolen"
+        acme = await _tenant(pool, "acme")
+        gw = await _device(pool, acme, "gw")
+        await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(
+            name="json", kind="apprise", config={"url": f"json://127.0.0.1:{redirecting.port}/hook"}), egress=only_one)
+        await _change(pool, store.StateChange(gw, "down", time.time(), "down", "gw is down", previous="up"))
+        sender = OutboxSender(pool, egress=only_one, secret_box=BOX, domain="iot.example")
+        async with WebhookClient(only_one, timeout_s=5) as client:
+            assert await sender.deliver_due(client) == 1
+        row = await pool.fetchrow("SELECT status, last_error FROM webhook_deliveries")
+        assert row["status"] == "pending" and row["last_error"]
+        assert redirecting.refused == 1 and not internal.requests
+
+        # past the pre-send check (as after a changed DNS answer): refused when connecting
+        plugin = plugin_of(f"json://127.0.0.2:{internal.port}/direct")
+        ok, _lines, refused = await asyncio.to_thread(notify_blocking, plugin, "t", "b", "info", only_one)
+        assert (ok, refused) == (False, True) and not internal.requests
+        # the same send where the policy allows it arrives
+        ok, _lines, refused = await asyncio.to_thread(notify_blocking, plugin, "t", "b", "info", LOOPBACK)
+        assert (ok, refused) == (True, False) and [r.path for r in internal.requests] == ["/direct"]
+    finally:
+        internal.stop()
+        redirecting.stop()
+
+
+async def test_a_huge_answer_is_not_read_whole(pool):
+    """A receiver answering 200 with 1 GiB: the send is done after 64 KiB and the connection closed."""
+    huge = HttpReceiver(body_size=1 << 30).start()
+    try:
+        plugin = plugin_of(f"json://127.0.0.1:{huge.port}/hook")
+        ok, _lines, refused = await asyncio.wait_for(
+            asyncio.to_thread(notify_blocking, plugin, "t", "b", "info", LOOPBACK), timeout=20)
+        assert (ok, refused) == (True, False)
+        time.sleep(0.5)
+        assert huge.body_sent < 64 << 20, f"{huge.body_sent} bytes were sent: the answer was read on"
+    finally:
+        huge.stop()
+
+
+async def test_https_kinds_deliver_to_a_local_tls_receiver(pool):
+    """Teams (Power Automate workflows://, https only), jsons:// and ntfys:// to a local https receiver with a
+    self-signed certificate (Apprise's ?verify=no), through the outbox."""
+    receiver = HttpReceiver(tls=True).start()
+    try:
+        acme = await _tenant(pool, "acme")
+        gw = await _device(pool, acme, "gw")
+        port = receiver.port
+        for name, kind, url in [
+            ("teams", "msteams", f"workflows://127.0.0.1:{port}/wf-id-123/sig-abcdef0123?verify=no"),
+            ("jsons", "apprise", f"jsons://127.0.0.1:{port}/secure-hook?verify=no"),
+            ("ntfys", "ntfy", f"ntfys://127.0.0.1:{port}/alerts?verify=no"),
+        ]:
+            await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(name=name, kind=kind,
+                                          config={"url": url}), egress=LOOPBACK)
+        await _change(pool, store.StateChange(gw, "down", time.time(), "down", "gw is down", previous="up"))
+        await _deliver_all(pool, _sender(pool))
+        rows = await pool.fetch("SELECT status, last_error FROM webhook_deliveries")
+        assert [r["status"] for r in rows] == ["delivered"] * 3, [r["last_error"] for r in rows]
+        paths = sorted(r.path.split("?")[0] for r in receiver.requests)
+        # ntfy posts to the server root (topic in the body); Teams workflows to the Power Automate path
+        assert paths == ["/", "/secure-hook", "/workflows/wf-id-123/triggers/manual/paths/invoke"]
+        teams = [r for r in receiver.requests if "wf-id-123" in r.path]
+        assert teams and b"gw is DOWN" in teams[0].body
+    finally:
+        receiver.stop()
+
+
+async def test_a_channel_that_raises_fails_its_row_and_not_the_round(pool, http_receiver, monkeypatch):
+    """A bug in one kind (here Apprise raising) is that row's failed attempt; the other rows of the round are
+    delivered, and the exception's text (which could hold a token) is not logged."""
+    from iot.notify.apprise import AppriseChannel
+
+    async def broken(self, config, event, ctx):
+        raise RuntimeError("boom tok-in-the-message-1234")
+
+    acme = await _tenant(pool, "acme")
+    gw = await _device(pool, acme, "gw")
+    await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(
+        name="json", kind="apprise", config={"url": "json://127.0.0.1:9/x"}), egress=LOOPBACK)
+    await channels.create_channel(pool, BOX, acme, channels.ChannelSpec(
+        name="hook", kind="webhook", config={"url": f"http://127.0.0.1:{http_receiver.port}/h",
+                                             "secret": "whsec-0123456789abcdef"}), egress=LOOPBACK)
+    await _change(pool, store.StateChange(gw, "down", time.time(), "down", "gw is down", previous="up"))
+    monkeypatch.setattr(AppriseChannel, "send", broken)
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    logging.getLogger().addHandler(handler)
+    try:
+        async with WebhookClient(LOOPBACK, timeout_s=5) as client:
+            assert await _sender(pool).deliver_due(client) == 2
+    finally:
+        logging.getLogger().removeHandler(handler)
+    rows = {r["name"]: r for r in await pool.fetch(
+        "SELECT c.name, w.status, w.last_error FROM webhook_deliveries w JOIN channels c ON c.id = w.channel_id")}
+    assert rows["hook"]["status"] == "delivered"
+    assert (rows["json"]["status"], rows["json"]["last_error"]) == (
+        "pending", "the channel failed unexpectedly; it will be retried")
+    assert "channel send failed unexpectedly" in written.getvalue()
+    assert "tok-in-the-message" not in written.getvalue()

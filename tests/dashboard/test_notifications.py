@@ -70,6 +70,10 @@ def test_add_test_edit_delete_with_masked_secrets(dashboard: Dashboard, receiver
     other = dashboard.signed_in(new_tenant(dashboard.database_url, "notif-other"))
     other_csrf = _csrf(other.get("/notifications").text)
     assert other.get(f"/notifications/{channel_id}/edit").status_code == 404
+    assert client.get("/notifications/99999999999999999999/edit").status_code == 404
+    too_long = client.post("/notifications", data={"csrf": csrf, "name": "n" * 201, "kind": "email",
+                                                    "target": "a@example.com", "event_down": "1", "route": "all"})
+    assert too_long.status_code == 422 and "Name:" in too_long.text
     for action in ("test", "delete", ""):
         path = f"/notifications/{channel_id}/{action}".rstrip("/")
         assert other.post(path, data={"csrf": other_csrf, "name": "x", "kind": "apprise"}).status_code == 404

@@ -20,7 +20,11 @@ CHANNELS: dict[str, Channel] = {
     "discord": AppriseChannel("discord", "Discord", "https://discord.com/api/webhooks/ID/TOKEN", ("NotifyDiscord",)),
     "telegram": AppriseChannel("telegram", "Telegram", "tgram://BOT_TOKEN/CHAT_ID", ("NotifyTelegram",)),
     "pagerduty": AppriseChannel("pagerduty", "PagerDuty", "pagerduty://INTEGRATION_KEY@API_KEY", ("NotifyPagerDuty",)),
-    "opsgenie": AppriseChannel("opsgenie", "Opsgenie", "opsgenie://API_KEY", ("NotifyOpsgenie",)),
+    # Apprise's Opsgenie turns "info" into a note and "success" into closing an alert it opened earlier with
+    # the same plugin instance (request ids kept in memory); we build one per message, so neither would
+    # arrive: every message (test, up) opens an alert.
+    "opsgenie": AppriseChannel("opsgenie", "Opsgenie", "opsgenie://API_KEY", ("NotifyOpsgenie",),
+                               severities={"info": "warning", "success": "warning"}),
     "ntfy": AppriseChannel("ntfy", "ntfy", "ntfys://ntfy.sh/TOPIC", ("NotifyNtfy",)),
     "pushover": AppriseChannel("pushover", "Pushover", "pover://USER_KEY@APP_TOKEN", ("NotifyPushover",)),
     "apprise": AppriseChannel("apprise", "Apprise URL (any other service)", "jsons://example.com/hooks/iot"),

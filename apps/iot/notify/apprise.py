@@ -6,7 +6,11 @@ Apprise understands, e.g. https://hooks.slack.com/services/...) and refuses URLs
 - Egress (DESIGN §5.1): Apprise opens its own sockets, so the host of every URL whose host the tenant
   chooses (`{host}` in the plugin's URL templates: json://, ntfy://host, workflows://...) is judged by the
   egress policy when the channel is saved (a 4xx) and again, resolved, just before each send. Fixed-host
-  services (slack://, tgram://, pagerduty://...) go to their vendor's public API.
+  services (slack://, tgram://, pagerduty://...) go to their vendor's public API. During a send, every
+  HTTP connection Apprise makes (through requests/urllib3) is resolved and judged at connect time and goes
+  to the checked address (no DNS rebinding in between), redirects are not followed (a 3xx fails), and at
+  most 64 KiB of an answer is read. Plugins that open raw sockets (mqtt, irc, smpp, xmpp, syslog...) are
+  refused: the policy could not hold them at connect time.
 - `notify()` only answers True/False: the WARNING lines Apprise logs in the sending thread become the error
   text, with every token of the URL scrubbed out and capped. Apprise's log never reaches ours.
 - Apprise is synchronous (requests): one message runs in a thread with connect/read timeouts set.
@@ -17,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import threading
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import apprise
+import requests
+import urllib3.util.connection
 from pydantic import BaseModel, ConfigDict, Field
 
-from iot.egress import EgressPolicy, EgressRefused
+from iot.egress import REFUSED, EgressPolicy, EgressRefused, is_localhost_name, parse_ip
 from iot.inputs import Url
 from iot.notify.base import Channel, Event, Outcome, SendContext
 
@@ -49,13 +56,68 @@ _apprise_log.propagate = False
 for _name in ("urllib3", "requests"):
     logging.getLogger(_name).propagate = False
 
+_create_connection = urllib3.util.connection.create_connection
+_session_send = requests.Session.send
+MAX_ANSWER = 64 * 1024  # of a receiver's answer body: Apprise reads it to log or parse it
+
+
+def _guarded_create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+    """urllib3's connect, judged by the egress policy of the channel send running in this thread (if any):
+    resolve once, refuse what the policy refuses, connect to the checked address (TLS still verifies the
+    name, which urllib3 keeps for SNI and the certificate)."""
+    egress: EgressPolicy | None = getattr(_captured, "egress", None)
+    if egress is None:
+        return _create_connection(address, *args, **kwargs)
+    host, port = address
+    host = host.strip("[]")
+    if is_localhost_name(host):
+        addresses = ["127.0.0.1"]
+    elif parse_ip(host) is not None:
+        addresses = [host]
+    else:
+        addresses = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    for candidate in addresses:
+        try:
+            checked = egress.connect_address(candidate)
+        except EgressRefused:
+            continue
+        return _create_connection((checked, port), *args, **kwargs)
+    _captured.refused = True
+    raise EgressRefused()
+
+
+def _bounded_send(self: requests.Session, request: Any, **kwargs: Any) -> Any:
+    """requests' send, inside a channel send: no redirects (a receiver cannot point us elsewhere) and at most
+    MAX_ANSWER bytes of the answer read (a receiver cannot grow our memory); the connection is then closed."""
+    if getattr(_captured, "egress", None) is None:
+        return _session_send(self, request, **kwargs)
+    kwargs.update(stream=True, allow_redirects=False)
+    response = _session_send(self, request, **kwargs)
+    try:
+        response._content = response.raw.read(MAX_ANSWER, decode_content=True) or b""
+    except Exception:  # noqa: BLE001 - an answer cut short or undecodable is an empty one
+        response._content = b""
+    response._content_consumed = True
+    response.close()
+    return response
+
+
+urllib3.util.connection.create_connection = _guarded_create_connection
+requests.Session.send = _bounded_send  # type: ignore[method-assign]
+
 # Plugins a tenant may not use through the generic kind: e-mail has its own kind on the deployment's relay
-# (a tenant SMTP server is refused), and desktop/system notifiers act on the server itself.
+# (a tenant SMTP server is refused), desktop/system notifiers act on the server itself, and plugins with
+# their own raw sockets escape the connect-time egress check above.
+_DESKTOP = "desktop notifications act on the server"
+_RAW = "it opens its own connections, which the egress policy cannot check; use an https service"
 _REFUSED_PLUGINS = {
     "NotifyEmail": "use the e-mail channel kind (it sends through this server's mail relay)",
-    "NotifyDBus": "desktop notifications act on the server", "NotifyGnome": "desktop notifications act on the server",
-    "NotifyGLib": "desktop notifications act on the server", "NotifyMacOSX": "desktop notifications act on the server",
-    "NotifyWindows": "desktop notifications act on the server", "NotifySyslog": "it writes to the server's syslog",
+    "NotifyDeltaChat": "use the e-mail channel kind (it sends through this server's mail relay)",
+    "NotifyDBus": _DESKTOP, "NotifyGnome": _DESKTOP, "NotifyGLib": _DESKTOP, "NotifyMacOSX": _DESKTOP,
+    "NotifyWindows": _DESKTOP, "NotifyBlink1": "it drives a USB device of the server",
+    "NotifySyslog": "it writes to the server's syslog", "NotifyRSyslog": _RAW, "NotifyMQTT": _RAW,
+    "NotifyAMQP": _RAW, "NotifyIRC": _RAW, "NotifyXMPP": _RAW, "NotifySMPP": _RAW, "NotifyGrowl": _RAW,
+    "NotifyAprs": _RAW, "NotifyNostr": _RAW,
 }
 _SEVERITY = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
              "warning": apprise.NotifyType.WARNING, "failure": apprise.NotifyType.FAILURE}
@@ -105,11 +167,13 @@ class AppriseChannel(Channel):
 
     Config = AppriseConfig
 
-    def __init__(self, kind: str, label: str, example: str, plugins: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, label: str, example: str, plugins: tuple[str, ...] = (),
+                 severities: dict[str, str] | None = None) -> None:
         self.kind = kind  # type: ignore[misc]
         self.label = label  # type: ignore[misc]
         self.example = {"url": example}  # type: ignore[misc]
         self.plugins = plugins
+        self.severities = severities or {}  # message severity -> the one Apprise is given
 
     async def problem(self, config: AppriseConfig, egress: EgressPolicy) -> tuple[str, str] | None:
         plugin = plugin_of(config.url)
@@ -122,6 +186,10 @@ class AppriseChannel(Channel):
         if name in _REFUSED_PLUGINS:
             return "config.url", f"{plugin.service_name} is not offered: {_REFUSED_PLUGINS[name]}"
         hosts = hosts_of(plugin)
+        if "{host}" in " ".join(getattr(type(plugin), "templates", ())):
+            # the host as written too: Apprise may read an odd one (`ntfys://127.1/t`) as something else
+            written = urlsplit(config.url).hostname
+            hosts += [written] if written and written not in hosts else []
         problems = await egress.registration_problems(hosts)
         for host in hosts:
             if host in problems:
@@ -143,6 +211,8 @@ class AppriseChannel(Channel):
         plugin = plugin_of(config.url)
         if plugin is None:
             return None, "Apprise does not understand the channel URL any more"
+        if type(plugin).__name__ in _REFUSED_PLUGINS:
+            return None, f"{plugin.service_name} is not offered any more; choose another service"
         for host in hosts_of(plugin):
             try:
                 await ctx.egress.resolve(host)
@@ -151,20 +221,26 @@ class AppriseChannel(Channel):
             except (OSError, UnicodeError):
                 return None, "the channel's host name does not resolve"
         message = self.render(event)
+        severity = self.severities.get(message.severity, message.severity)
         plugin.socket_connect_timeout = ctx.timeout_s
         plugin.socket_read_timeout = ctx.timeout_s
-        ok, lines = await asyncio.to_thread(_notify, plugin, message.title, message.body,
-                                            _SEVERITY[message.severity])
-        return (None, None) if ok else (None, scrub(lines, config.url))
+        ok, lines, refused = await asyncio.to_thread(notify_blocking, plugin, message.title, message.body,
+                                                     _SEVERITY[severity], ctx.egress)
+        if ok:
+            return None, None
+        return None, REFUSED if refused else scrub(lines, config.url)
 
 
-def _notify(plugin: Any, title: str, body: str, notify_type: Any) -> tuple[bool, list[str]]:
-    _captured.lines = []
+def notify_blocking(plugin: Any, title: str, body: str, notify_type: Any,
+                    egress: EgressPolicy) -> tuple[bool, list[str], bool]:
+    """(delivered, Apprise's warnings, refused by the egress policy): one send, in the calling thread."""
+    _captured.lines, _captured.egress, _captured.refused = [], egress, False
     try:
         ok = bool(plugin.notify(body=body, title=title, notify_type=notify_type))
     except Exception as exc:  # noqa: BLE001 - a plugin failing is a failed delivery, retried
         _captured.lines.append(f"{type(exc).__name__}")
         ok = False
     finally:
-        lines, _captured.lines = _captured.lines, None
-    return ok, lines
+        lines, refused = _captured.lines, _captured.refused
+        _captured.lines, _captured.egress = None, None
+    return ok, lines, refused

@@ -132,7 +132,7 @@ class OutboxSender:
                     await _wait(stop, self._idle)
 
     async def deliver_due(self, client: WebhookClient) -> int:
-        """One round: claim (and count) due events, POST them concurrently, record the outcomes; returns
+        """One round: claim (and count) due events, send them concurrently, record the outcomes; returns
         how many were tried."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(FAIL_EXHAUSTED, self._max_attempts)
@@ -154,6 +154,15 @@ class OutboxSender:
         return len(rows)
 
     async def _send(self, ctx: SendContext, row: Any) -> tuple[int | None, str | None]:
+        try:
+            return await self._send_row(ctx, row)
+        except Exception as exc:  # noqa: BLE001 - one channel's bug must not stop the sender for everyone
+            # the type only: a message could quote a URL with its token
+            log_fields(logger, logging.ERROR, "channel send failed unexpectedly", channel_id=row["channel_id"],
+                       error=type(exc).__name__)
+            return None, "the channel failed unexpectedly; it will be retried"
+
+    async def _send_row(self, ctx: SendContext, row: Any) -> tuple[int | None, str | None]:
         if row["channel_id"] is None:
             return await self._post_tenant_webhook(ctx.http, row)
         if row["channel_config"] is None:

@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.errors import InputError
+from iot.inputs import Id
 from iot.notify import CHANNELS, EVENT_KINDS, SendContext, test_event
 from iot.repo import channels, device_list
 from iot.repo.channels import ChannelSpec
@@ -94,12 +95,12 @@ async def _own(ctx: TenantRequest, channel_id: int) -> channels.StoredChannel:
 
 
 @router.get("/notifications/{channel_id}/edit")
-async def edit_page(request: Request, ctx: Tenant, channel_id: int) -> Response:
+async def edit_page(request: Request, ctx: Tenant, channel_id: Id) -> Response:
     return await _page(request, ctx, editing=await _own(ctx, channel_id))
 
 
 @router.post("/notifications/{channel_id}")
-async def save_channel(request: Request, ctx: Tenant, form: Form, channel_id: int) -> Response:
+async def save_channel(request: Request, ctx: Tenant, form: Form, channel_id: Id) -> Response:
     editing = await _own(ctx, channel_id)
     try:
         saved = await channels.update_channel(ctx.db, _box(ctx), ctx.tenant.id, channel_id,
@@ -113,14 +114,14 @@ async def save_channel(request: Request, ctx: Tenant, form: Form, channel_id: in
 
 
 @router.post("/notifications/{channel_id}/delete")
-async def delete_channel(request: Request, ctx: Tenant, form: Form, channel_id: int) -> Response:
+async def delete_channel(request: Request, ctx: Tenant, form: Form, channel_id: Id) -> Response:
     channel = await _own(ctx, channel_id)
     await channels.delete_channel(ctx.db, ctx.tenant.id, channel_id)
     return await _page(request, ctx, notice=f"Channel {channel.name!r} deleted.")
 
 
 @router.post("/notifications/{channel_id}/test")
-async def test_channel(request: Request, ctx: Tenant, form: Form, channel_id: int) -> Response:
+async def test_channel(request: Request, ctx: Tenant, form: Form, channel_id: Id) -> Response:
     channel = await _own(ctx, channel_id)
     try:
         opened = await channels.open_channel(ctx.db, _box(ctx), ctx.tenant.id, channel_id)
@@ -138,5 +139,5 @@ async def test_channel(request: Request, ctx: Tenant, form: Form, channel_id: in
 
 
 @router.get("/notifications/{channel_id}")
-async def channel_link(channel_id: int) -> Response:
+async def channel_link(channel_id: Id) -> Response:
     return RedirectResponse(f"/notifications/{channel_id}/edit", status_code=303)
