@@ -127,7 +127,13 @@ def test_bulk_actions_on_checked_devices_and_on_all_matching(dashboard) -> None:
     assert bad.status_code == 422 and "interval_s: set_interval needs interval_s between 5 and 86400" in text(bad)
     assert _state(dashboard.database_url, tenant) == state
 
-    # delete asks first, naming the count; the confirmation deletes exactly those
+    # delete asks first, naming how many it would delete (never counting another tenant's device)
+    one = client.post("/devices/bulk", data={"csrf": csrf, "scope": "checked", "action": "delete",
+                                             "id": [str(ids["c"]), str(foreign)]})
+    assert one.status_code == 200 and "Delete 1 device?" in text(one)
+    none = client.post("/devices/bulk", data={"csrf": csrf, "scope": "checked", "action": "delete", "id": str(foreign)})
+    assert none.status_code == 422 and "no device matches any more" in text(none)
+    # the confirmation deletes exactly those
     ask = client.post("/devices/bulk", data={"csrf": csrf, "scope": "matching", "tag": "env:prod", "action": "delete"})
     assert ask.status_code == 200 and "Delete 2 devices?" in text(ask)
     assert len(_state(dashboard.database_url, tenant)) == 4
