@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from iot.csv_cells import unescape_cell
 
 REQUIRED_COLUMNS = ("name", "kind")
-OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags")
+OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "parent")
+PARENT_COLUMN = "parent"  # the parent's name: a device of the tenant, or another line of the file
 TAG_SEPARATOR = ";"  # inside the `tags` cell: "env:prod;site/berlin" (a comma would split the CSV cell)
 INTEGER_COLUMNS = frozenset({"interval_s", "timeout_ms", "grace_s"})
 MAX_ROWS = 10_000
