@@ -163,6 +163,15 @@ def test_bulk_actions_on_checked_devices_and_on_all_matching(dashboard) -> None:
     assert nothing.status_code == 422 and "no device is checked" in text(nothing)
     bad = client.post("/devices/bulk", data={"csrf": csrf, "scope": "matching", "action": "set_interval", "interval_s": "2"})
     assert bad.status_code == 422 and "interval_s: set_interval needs interval_s between 5 and 86400" in text(bad)
+    hostile = [({"scope": "checked", "action": "pause", "id": "12abc"}, "id: '12abc' is not a device id"),
+               ({"scope": "checked", "action": "pause", "id": "99999999999999999999"}, "is not a device id"),
+               ({"scope": "matching", "action": "tag_add", "tags": "ok, bad\x00tag"}, "tags[1]: "),
+               ({"scope": "matching", "action": "tag_add", "tags": ""}, "tag_add needs at least one tag"),
+               ({"scope": "matching", "action": "set_interval", "interval_s": "9" * 40}, "interval_s: "),
+               ({"scope": "matching", "action": "reboot"}, "action: choose what to do")]
+    for fields, message in hostile:
+        response = client.post("/devices/bulk", data={"csrf": csrf, **fields})
+        assert response.status_code == 422 and message in text(response), (fields, text(response)[:300])
     assert _state(dashboard.database_url, tenant) == state
 
     # delete asks first, naming how many it would delete (never counting another tenant's device)
