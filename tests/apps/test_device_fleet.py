@@ -24,16 +24,18 @@ def test_csv_export_has_the_import_columns_and_follows_the_filters(tracker) -> N
             {"name": "beacon-1", "kind": "push", "interval_s": 20, "tags": ["env:prod"]},
         ]}).raise_for_status()
         other.post("/v1/devices", json=http_device("foreign-1", tags=["env:prod"])).raise_for_status()
+        ids = {d["name"]: d["id"] for d in client.get("/v1/devices").json()["items"]}
+        client.patch(f"/v1/devices/{ids['pump-2']}", json={"parent_id": ids["pump-1"]}).raise_for_status()
         response = client.get("/v1/devices.csv", params={"sort": "name"})
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("text/csv")
         assert response.headers["content-disposition"].startswith("attachment; filename=")
         rows = rows_of(response.text)
         assert rows == [
-            ["name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags"],
-            ["beacon-1", "push", "", "20", "5000", "60", "true", "env:prod"],
-            ["pump-1", "http", "http://127.0.0.1:9/health", "30", "5000", "", "true", "env:prod;site/berlin"],
-            ["pump-2", "http", "http://127.0.0.1:9/health", "60", "5000", "", "false", "env:dev"],
+            ["name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "parent"],
+            ["beacon-1", "push", "", "20", "5000", "60", "true", "env:prod", ""],
+            ["pump-1", "http", "http://127.0.0.1:9/health", "30", "5000", "", "true", "env:prod;site/berlin", ""],
+            ["pump-2", "http", "http://127.0.0.1:9/health", "60", "5000", "", "false", "env:dev", "pump-1"],
         ]
         prod = rows_of(client.get("/v1/devices.csv", params={"tag": "env:prod", "kind": "http"}).text)
         assert [r[0] for r in prod[1:]] == ["pump-1"]  # never another tenant's foreign-1
@@ -42,10 +44,11 @@ def test_csv_export_has_the_import_columns_and_follows_the_filters(tracker) -> N
         # The export is what the import reads: same devices back, field by field.
         parsed = parse_devices_csv(response.text)
         assert parsed.problems == []
-        assert [(d["name"], d.get("target"), d["interval_s"], d["enabled"], d["tags"]) for d in parsed.devices] == [
-            ("beacon-1", None, 20, True, ["env:prod"]),
-            ("pump-1", "http://127.0.0.1:9/health", 30, True, ["env:prod", "site/berlin"]),
-            ("pump-2", "http://127.0.0.1:9/health", 60, False, ["env:dev"])]
+        assert [(d["name"], d.get("target"), d["interval_s"], d["enabled"], d["tags"], d.get("parent"))
+                for d in parsed.devices] == [
+            ("beacon-1", None, 20, True, ["env:prod"], None),
+            ("pump-1", "http://127.0.0.1:9/health", 30, True, ["env:prod", "site/berlin"], None),
+            ("pump-2", "http://127.0.0.1:9/health", 60, False, ["env:dev"], "pump-1")]
 
 
 def test_csv_export_escapes_formulas_and_the_import_restores_them(tracker) -> None:

@@ -53,15 +53,51 @@ def test_csv_import_reports_every_bad_line_and_adds_nothing(dashboard) -> None:
                                    tenant.id)] == ["taken-1"], "nothing imported while a line is bad"
 
 
+def test_csv_parents_by_name_are_checked_on_every_line_and_linked_in_the_same_import(dashboard) -> None:
+    tenant = new_tenant(dashboard.database_url, "csv-parents")
+    (existing,) = create_devices(dashboard.database_url, tenant, [DeviceSpec("gw-old", "icmp", "127.3.4.1")])
+    create_devices(dashboard.database_url, new_tenant(dashboard.database_url, "csv-parents-other"),
+                   [DeviceSpec("gw-foreign", "icmp", "127.3.4.2")])
+    client = dashboard.signed_in(tenant)
+    csrf = csrf_of(client.get("/devices/new").text)
+    bad = ("name,kind,target,parent\n"
+           "s-1,icmp,127.3.4.3,gw-new\n"       # 2: a later line: fine
+           "gw-new,icmp,127.3.4.4,\n"          # 3
+           "s-2,icmp,127.3.4.5,gw-foreign\n"   # 4: another tenant's device is no parent
+           "s-3,icmp,127.3.4.6,s-3\n"          # 5: itself
+           "c-1,icmp,127.3.4.7,c-2\n"          # 6: c-1 -> c-2 -> c-1
+           "c-2,icmp,127.3.4.8,c-1\n"          # 7
+           "s-4,icmp,127.3.4.9,gw-old\n")      # 8: an existing device: fine
+    response = client.post("/devices/import", data={"csrf": csrf, "csv_text": bad})
+    assert response.status_code == 422
+    page = text(response)
+    for expected in ("line 4: parent: no device named 'gw-foreign' in this tenant or this file",
+                     "line 5: parent: a device cannot be its own parent",
+                     "line 6: parent: c-1 -> c-2 -> c-1 is a cycle",
+                     "line 7: parent: c-2 -> c-1 -> c-2 is a cycle"):
+        assert expected in page, (expected, page[page.find("Nothing was added"):][:1500])
+    assert "line 2:" not in page and "line 8:" not in page
+    assert len(sql(dashboard.database_url, "SELECT 1 FROM devices WHERE tenant_id = $1", tenant.id)) == 1
+    good = "\n".join(line for line in bad.splitlines() if not line.startswith(("s-2", "s-3", "c-"))) + "\n"
+    assert client.post("/devices/import", data={"csrf": csrf, "csv_text": good}).status_code == 200
+    rows = sql(dashboard.database_url, "SELECT d.name, p.id AS parent_id, p.name AS parent FROM devices d "
+               "LEFT JOIN devices p ON p.id = d.parent_id WHERE d.tenant_id = $1 ORDER BY d.name", tenant.id)
+    assert [(r["name"], r["parent"]) for r in rows] == [("gw-new", None), ("gw-old", None), ("s-1", "gw-new"),
+                                                        ("s-4", "gw-old")]
+    assert rows[3]["parent_id"] == existing
+
+
 def test_the_csv_download_of_a_filtered_list_imports_into_another_tenant(dashboard) -> None:
     source = new_tenant(dashboard.database_url, "csv-source")
     target = new_tenant(dashboard.database_url, "csv-target")
-    create_devices(dashboard.database_url, source, [
+    formula, gateway, beacon, _lab = create_devices(dashboard.database_url, source, [
         DeviceSpec("=cmd|' /C calc'!A0", "http", "http://127.3.1.1/health", interval_s=30, tags=["env:prod"]),
         DeviceSpec("gw-1", "tcp", "127.3.1.2:502", timeout_ms=2000, tags=["env:prod", "site/berlin"]),
         DeviceSpec("beacon", "push", interval_s=20, grace_s=300, enabled=False, tags=["env:prod"]),
         DeviceSpec("lab-1", "icmp", "127.3.1.3", tags=["env:dev"]),
     ])
+    # behind the gateway, both on lines before the gateway's own: the import links them once all exist
+    sql(dashboard.database_url, "UPDATE devices SET parent_id = $1 WHERE id = ANY($2)", gateway, [formula, beacon])
     client = dashboard.signed_in(source)
     listing = client.get("/devices?tag=env%3Aprod&sort=name")
     assert 'href="/devices.csv?tag=env%3Aprod&amp;sort=name&amp;dir=asc"' in listing.text
@@ -75,8 +111,10 @@ def test_the_csv_download_of_a_filtered_list_imports_into_another_tenant(dashboa
     imported = importer.post("/devices/import", data={"csrf": csrf, "csv_text": ""},
                              files={"csv_file": ("fleet.csv", download.content, "text/csv")})
     assert imported.status_code == 200, text(imported)[:2000]
-    columns = "name, kind, target, interval_s, timeout_ms, grace_s, enabled, tags"
-    query = f"SELECT {columns} FROM devices WHERE tenant_id = $1 AND 'env:prod' = ANY(tags) ORDER BY name"
+    columns = ("d.name, d.kind, d.target, d.interval_s, d.timeout_ms, d.grace_s, d.enabled, d.tags, p.name AS parent")
+    query = (f"SELECT {columns} FROM devices d LEFT JOIN devices p ON p.id = d.parent_id "
+             "WHERE d.tenant_id = $1 AND 'env:prod' = ANY(d.tags) ORDER BY d.name")
+    assert [r["parent"] for r in sql(dashboard.database_url, query, source.id)] == ["gw-1", "gw-1", None]
     assert [tuple(r) for r in sql(dashboard.database_url, query, target.id)] == \
         [tuple(r) for r in sql(dashboard.database_url, query, source.id)]
     again = importer.get("/devices.csv?sort=name").text
@@ -125,9 +163,24 @@ def test_bulk_actions_on_checked_devices_and_on_all_matching(dashboard) -> None:
     assert nothing.status_code == 422 and "no device is checked" in text(nothing)
     bad = client.post("/devices/bulk", data={"csrf": csrf, "scope": "matching", "action": "set_interval", "interval_s": "2"})
     assert bad.status_code == 422 and "interval_s: set_interval needs interval_s between 5 and 86400" in text(bad)
+    hostile = [({"scope": "checked", "action": "pause", "id": "12abc"}, "id: '12abc' is not a device id"),
+               ({"scope": "checked", "action": "pause", "id": "99999999999999999999"}, "is not a device id"),
+               ({"scope": "matching", "action": "tag_add", "tags": "ok, bad\x00tag"}, "tags[1]: "),
+               ({"scope": "matching", "action": "tag_add", "tags": ""}, "tag_add needs at least one tag"),
+               ({"scope": "matching", "action": "set_interval", "interval_s": "9" * 40}, "interval_s: "),
+               ({"scope": "matching", "action": "reboot"}, "action: choose what to do")]
+    for fields, message in hostile:
+        response = client.post("/devices/bulk", data={"csrf": csrf, **fields})
+        assert response.status_code == 422 and message in text(response), (fields, text(response)[:300])
     assert _state(dashboard.database_url, tenant) == state
 
-    # delete asks first, naming the count; the confirmation deletes exactly those
+    # delete asks first, naming how many it would delete (never counting another tenant's device)
+    one = client.post("/devices/bulk", data={"csrf": csrf, "scope": "checked", "action": "delete",
+                                             "id": [str(ids["c"]), str(foreign)]})
+    assert one.status_code == 200 and "Delete 1 device?" in text(one)
+    none = client.post("/devices/bulk", data={"csrf": csrf, "scope": "checked", "action": "delete", "id": str(foreign)})
+    assert none.status_code == 422 and "no device matches any more" in text(none)
+    # the confirmation deletes exactly those
     ask = client.post("/devices/bulk", data={"csrf": csrf, "scope": "matching", "tag": "env:prod", "action": "delete"})
     assert ask.status_code == 200 and "Delete 2 devices?" in text(ask)
     assert len(_state(dashboard.database_url, tenant)) == 4

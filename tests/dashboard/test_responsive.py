@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from dashboard.harness import ROOT, Dashboard, TenantKey, create_devices, new_tenant, sql
 from iot.dashboard.app import create_app
@@ -104,6 +105,12 @@ def overflow(page: Page) -> dict[str, int] | None:
             .slice(0, 5).map(e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className);
         return {scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, wide: wide};
     }""")
+
+
+def off_loop(function, *args):
+    """Run a harness helper (it uses asyncio.run) beside Playwright's event loop, in a thread of its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
 
 
 def slug_of(path: str) -> str:
@@ -202,4 +209,51 @@ def test_the_skip_link_is_the_first_focus_and_jumps_to_the_content(dashboard, fl
         page.keyboard.press("Enter")
         assert page.evaluate("document.activeElement.id") == "main", path
         page.screenshot(path=str(ARTIFACTS / f"360-light-skip-link-{slug_of(path)}.png"))
+    context.close()
+
+
+def test_checked_devices_stay_checked_while_the_list_refreshes_and_the_bulk_form_acts_on_them(dashboard, browser) -> None:
+    tenant = off_loop(new_tenant, dashboard.database_url, "bulk-browser")
+    ids = off_loop(create_devices, dashboard.database_url, tenant, [DeviceSpec(f"node-{i}", "icmp", f"127.4.1.{i}") for i in range(1, 5)])
+    context = signed_in_context(browser, dashboard, tenant, viewport={"width": 360, "height": 800})
+    page = context.new_page()
+    page.goto(f"http://{tenant.slug}.localhost:{dashboard.port}/devices")
+    page.check(f"#pick-{ids[0]}")
+    page.check(f"#pick-{ids[2]}")
+    for _ in range(2):  # the table is swapped every 2 s: the ticks must survive it
+        with page.expect_response(lambda r: "/fragments/devices" in r.url):
+            pass
+    assert page.is_checked(f"#pick-{ids[0]}") and page.is_checked(f"#pick-{ids[2]}")
+    assert not page.is_checked(f"#pick-{ids[1]}")
+    page.select_option("#bulk select[name=action]", "pause")
+    page.click("#bulk button[type=submit]")
+    page.wait_for_url("**/devices?*bulk=pause*")
+    assert "Pause checks: 2 of 2 selected devices changed." in page.locator(".notice").inner_text()
+    paused = off_loop(sql, dashboard.database_url, "SELECT name FROM devices WHERE tenant_id = $1 AND NOT enabled ORDER BY name",
+                 tenant.id)
+    assert [r["name"] for r in paused] == ["node-1", "node-3"]
+    context.close()
+
+
+def test_the_parent_picker_searches_as_you_type(dashboard, browser) -> None:
+    tenant = off_loop(new_tenant, dashboard.database_url, "picker-browser")
+    off_loop(create_devices, dashboard.database_url, tenant, [DeviceSpec(f"gateway-{city}", "icmp", f"127.4.2.{i}")
+                                                    for i, city in enumerate(("berlin", "paris", "rome"), 1)])
+    context = signed_in_context(browser, dashboard, tenant)
+    page = context.new_page()
+    page.goto(f"http://{tenant.slug}.localhost:{dashboard.port}/devices/new")
+    page.fill("input[name=parent_q]", "par")
+    expect(page.locator("#parent-options input[type=radio]")).to_have_count(2)  # no parent, gateway-paris
+    page.check("#parent-options label:has-text('gateway-paris') input")
+    page.fill("input[name=parent_q]", "rom")  # the chosen parent stays, checked, beside the new matches
+    expect(page.locator("#parent-options")).to_contain_text("gateway-rome")
+    assert page.locator("#parent-options input:checked").locator("xpath=..").inner_text().strip().startswith("gateway-paris")
+    page.fill("#add-one input[name=name]", "pump-9")
+    page.select_option("#add-one select[name=kind]", "icmp")
+    page.fill("#add-one input[name=target]", "127.4.2.9")
+    page.click("#add-one button[type=submit]")
+    page.wait_for_load_state("load")
+    parent = off_loop(sql, dashboard.database_url, "SELECT p.name FROM devices d JOIN devices p ON p.id = d.parent_id "
+                 "WHERE d.tenant_id = $1 AND d.name = 'pump-9'", tenant.id)
+    assert [r["name"] for r in parent] == ["gateway-paris"]
     context.close()

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from iot.csv_cells import unescape_cell
 
 REQUIRED_COLUMNS = ("name", "kind")
-OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "retries", "options")
+OPTIONAL_COLUMNS = ("target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "retries", "options", "parent")
+PARENT_COLUMN = "parent"  # the parent's name: a device of the tenant, or another line of the file
 TAG_SEPARATOR = ";"  # inside the `tags` cell: "env:prod;site/berlin" (a comma would split the CSV cell)
 INTEGER_COLUMNS = frozenset({"interval_s", "timeout_ms", "grace_s", "retries"})
 # The `options` cell is the kind's options as a JSON object, quoted like any CSV cell with commas:

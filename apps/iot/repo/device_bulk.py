@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from iot.errors import InputError
 from iot.inputs import MAX_TAGS, id_problem, tags_problem
@@ -65,14 +66,7 @@ def _check_arguments(action: str, tags: Sequence[str] | None, interval_s: int | 
     return []
 
 
-async def bulk_action(
-    db: Executor, tenant_id: int, query: DeviceQuery, action: str, *, ids: Sequence[int] | None = None,
-    tags: Sequence[str] | None = None, interval_s: int | None = None, quotas: Quotas = DEFAULT_QUOTAS,
-) -> BulkResult:
-    """Apply `action` to the tenant's devices matching `query` (and `ids`, when given); all or nothing.
-
-    Callers must call `devices.notify_devices_changed` afterwards when `changed` > 0."""
-    tag_list = _check_arguments(action, tags, interval_s)
+def _selection(tenant_id: int, query: DeviceQuery, ids: Sequence[int] | None) -> tuple[list[str], list[Any]]:
     check_filters(query)
     where, params = filter_sql(tenant_id, query)
     if ids is not None:
@@ -83,6 +77,24 @@ async def bulk_action(
             raise InputError(f"ids[{bad}]", id_problem(ids[bad]) or "")
         params.append(list(ids))
         where.append(f"d.id = ANY(${len(params)}::bigint[])")
+    return where, params
+
+
+async def count_selected(db: Executor, tenant_id: int, query: DeviceQuery, ids: Sequence[int] | None = None) -> int:
+    """How many devices `bulk_action` with this selection would act on now (a confirmation names it)."""
+    where, params = _selection(tenant_id, query, ids)
+    return await db.fetchval(f"SELECT count(*) FROM devices d WHERE {' AND '.join(where)}", *params)
+
+
+async def bulk_action(
+    db: Executor, tenant_id: int, query: DeviceQuery, action: str, *, ids: Sequence[int] | None = None,
+    tags: Sequence[str] | None = None, interval_s: int | None = None, quotas: Quotas = DEFAULT_QUOTAS,
+) -> BulkResult:
+    """Apply `action` to the tenant's devices matching `query` (and `ids`, when given); all or nothing.
+
+    Callers must call `devices.notify_devices_changed` afterwards when `changed` > 0."""
+    tag_list = _check_arguments(action, tags, interval_s)
+    where, params = _selection(tenant_id, query, ids)
     select = (f"SELECT d.id, d.name, d.kind, d.interval_s, d.timeout_ms, d.enabled, d.tags FROM devices d "
               f"WHERE {' AND '.join(where)} ORDER BY d.id LIMIT {MAX_BULK + 1} FOR UPDATE")
     async with connection(db) as conn, conn.transaction():

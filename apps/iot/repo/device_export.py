@@ -17,17 +17,19 @@ from iot.repo._db import Executor
 from iot.repo.device_list import DeviceQuery, list_devices
 from iot.repo.devices import Device
 
-COLUMNS = ("name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags")
+COLUMNS = ("name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "parent")
+SELECT_NAMES = "SELECT id, name FROM devices WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
 TAG_SEPARATOR = ";"  # as the import splits the `tags` cell
 EXPORT_PAGE = 1000
 
 
-def _cells(device: Device) -> list[str]:
+def _cells(device: Device, parent_names: dict[int, str]) -> list[str]:
     values = {
         "name": device.name, "kind": device.kind, "target": device.target or "",
         "interval_s": str(device.interval_s), "timeout_ms": str(device.timeout_ms),
         "grace_s": "" if device.grace_s is None else str(device.grace_s),
         "enabled": "true" if device.enabled else "false", "tags": TAG_SEPARATOR.join(device.tags),
+        "parent": parent_names.get(device.parent_id, "") if device.parent_id else "",  # by name, as the import reads it
     }
     return [escape_cell(values[c]) for c in COLUMNS]
 
@@ -45,7 +47,10 @@ async def csv_chunks(db: Executor, tenant_id: int, query: DeviceQuery) -> AsyncI
     while True:
         page = await list_devices(db, tenant_id, page_query)
         if page.items:
-            yield "".join(_line(_cells(d)) for d in page.items)
+            parent_ids = sorted({d.parent_id for d in page.items if d.parent_id})
+            names = ({r["id"]: r["name"] for r in await db.fetch(SELECT_NAMES, tenant_id, parent_ids)}
+                     if parent_ids else {})
+            yield "".join(_line(_cells(d, names)) for d in page.items)
         if page.next_cursor is None:
             return
         page_query = replace(page_query, cursor=page.next_cursor)

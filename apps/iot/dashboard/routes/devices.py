@@ -18,7 +18,8 @@ from iot.dashboard.forms import device_changes, new_device_spec
 from iot.dashboard.parents import parent_choices
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import device_checks, devices, incidents, tags
+from iot.repo import device_checks, device_parents, devices, incidents, tags
+from iot.repo._db import connection
 from iot.repo.device_list import DeviceQuery, list_devices
 
 # The list page shows the tenant's most used tags as filter links (all of them can be thousands).
@@ -166,6 +167,7 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
         except UnicodeDecodeError:
             return await _import_error(request, ctx, "", ["the file is not UTF-8 text; export it as CSV (UTF-8)"])
     parsed = csv_import.parse_devices_csv(text)
+    parents = [str(row.pop(csv_import.PARENT_COLUMN, "") or "") for row in parsed.devices]
     specs = [devices.DeviceSpec(**row) for row in parsed.devices]  # type: ignore[arg-type]
     egress = ctx.services.settings.egress_policy()
     # Every bad line at once: the shape problems of the parser and the value problems of the shape-ok lines.
@@ -173,13 +175,19 @@ async def import_devices(request: Request, ctx: Tenant, form: Form) -> Response:
     if specs and not any(p.line == 0 for p in problems):
         problems += [csv_import.CsvProblem(parsed.lines[p.index], p.reason, p.field)
                      for p in await device_checks.spec_problems(ctx.db, ctx.tenant.id, specs, egress=egress)]
+        problems += [csv_import.CsvProblem(parsed.lines[i], reason, csv_import.PARENT_COLUMN) for i, reason in
+                     (await device_parents.parent_problems(ctx.db, ctx.tenant.id, [s.name for s in specs],
+                                                           parents)).items()]
     if problems:
         problems.sort(key=lambda p: p.line)
         return await _import_error(request, ctx, text, [str(p) for p in problems])
     try:
-        created = await devices.create_devices(ctx.db, ctx.tenant.id, specs, field_prefix="row", egress=egress,
-                                               quotas=ctx.services.settings.quotas(),
-                                              box=ctx.services.settings.secret_box())
+        async with connection(ctx.db) as conn, conn.transaction():  # devices and their parents, or nothing
+            created = await devices.create_devices(conn, ctx.tenant.id, specs, field_prefix="row", egress=egress,
+                                                   quotas=ctx.services.settings.quotas(),
+                                                   box=ctx.services.settings.secret_box())
+            await device_parents.link_parents(conn, ctx.tenant.id, {c.name: c.id for c in created},
+                                              {s.name: p for s, p in zip(specs, parents, strict=True) if p})
     except InputError as exc:  # the quota, or a name taken since the check
         return refused(exc, await _import_error(request, ctx, text, [_csv_line_message(exc, parsed.lines)]))
     await devices.notify_devices_changed(ctx.services.redis)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from iot.dashboard.context import Form, Tenant, TenantRequest
+from iot.dashboard.context import Form, Tenant
 from iot.dashboard.forms import split_tags
 from iot.dashboard.parents import parent_choices
 from iot.dashboard.routes.devices import BULK_ACTIONS, ListParams, refused, render_list
 from iot.errors import InputError
 from iot.inputs import id_problem
 from iot.repo import device_bulk, device_export, devices
-from iot.repo.device_list import list_devices
 
 router = APIRouter()
 
@@ -61,7 +60,9 @@ async def bulk(request: Request, ctx: Tenant, form: Form) -> Response:
             interval_s = int(interval_text)
         tags = split_tags(str(form.get("tags") or "")) if action in ("tag_add", "tag_remove") else None
         if action == "delete" and form.get("confirm") != "yes":
-            total = len(ids) if ids is not None else (await devices_matching(ctx, params))
+            total = await device_bulk.count_selected(ctx.db, ctx.tenant.id, params.device_query(), ids)
+            if not total:
+                raise InputError("id" if ids else "filter", "no device matches any more; nothing to delete")
             return ctx.render(request, "bulk_confirm.html", page="devices", count=total,
                               fields=[(k, v) for k, v in raw.multi_items() if isinstance(v, str) and k != "csrf"])
         result = await device_bulk.bulk_action(ctx.db, ctx.tenant.id, params.device_query(), action, ids=ids,
@@ -74,13 +75,6 @@ async def bulk(request: Request, ctx: Tenant, form: Form) -> Response:
         await devices.notify_devices_changed(ctx.services.redis)
     done = params.query_string(page=None, bulk=action, matched=result.matched, changed=result.changed)
     return RedirectResponse(f"/devices?{done}", status_code=303)
-
-
-async def devices_matching(ctx: TenantRequest, params: ListParams) -> int:
-    """How many devices the list's filters match (the delete confirmation names the number)."""
-    query = params.device_query()
-    query.limit, query.offset = 1, 0
-    return (await list_devices(ctx.db, ctx.tenant.id, query)).total
 
 
 @router.get("/fragments/parents")
