@@ -17,7 +17,7 @@ from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import devices, incidents, tags
+from iot.repo import devices, incidents, maintenance, tags
 from iot.repo.device_list import DeviceQuery, list_devices
 
 # The list page shows the tenant's most used tags as filter links (all of them can be thousands).
@@ -192,6 +192,7 @@ async def _detail_values(ctx: TenantRequest, device_id: Id) -> dict[str, object]
         "device": detail.device,
         "region_states": detail.regions,
         "incidents": await incidents.list_incidents(ctx.db, ctx.tenant.id, device_id=device_id, limit=20),
+        "windows": await maintenance.device_windows(ctx.db, ctx.tenant.id, device_id),
     }
 
 
