@@ -55,6 +55,8 @@ class WorkerService:
             trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds,
                                   max_age_s=settings.checks_max_age_seconds),
         )
+        # One cache of maintenance windows for the evaluator and the silence watch (push devices).
+        self.maintenance = MaintenanceCache(pool)
         self.evaluator = Evaluator(
             client, pool, lambda: self.scheduler.devices,
             Thresholds(
@@ -69,7 +71,7 @@ class WorkerService:
             reclaim_idle_seconds=settings.lock_ttl_seconds,
             # results nobody evaluated stay up to a day (a worker outage); evaluated ones go after the keep
             trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds, max_age_s=86_400),
-            maintenance=MaintenanceCache(pool),
+            maintenance=self.maintenance,
         )
         self.webhooks = WebhookSender(
             pool, egress=settings.egress_policy(), per_tenant=settings.webhook_tenant_round_limit,
@@ -141,7 +143,7 @@ class WorkerService:
             asyncio.create_task(self.scheduler.run(term, lambda: self.lock.token if self.lock.held else None)),
             asyncio.create_task(self.evaluator.run(term, lambda: self.lock.held)),
             asyncio.create_task(watch_stop()),
-            asyncio.create_task(run_silence_watch(self._pool, term)),
+            asyncio.create_task(run_silence_watch(self._pool, term, maintenance=self.maintenance)),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
