@@ -19,9 +19,15 @@ from iot.inputs import control_character_problem
 MAX_RRULE = 500
 MAX_REASON = 500
 MAX_DURATION = timedelta(days=31)
-# Expansion walks a rule from its DTSTART: stop after this many occurrences whatever the range, so a
-# hostile rule cannot make the worker or the API spin (an hourly rule covers 11 years before this).
-MAX_OCCURRENCES = 100_000
+# Expansion walks a rule from its DTSTART. Rules repeating on a fixed period (hourly, daily, weekly in UTC)
+# without COUNT start from a whole number of periods before the range instead (same occurrences, a few
+# steps); COUNT is bounded; and expansion stops after this many steps whatever the rule, so a hostile
+# window cannot make the worker or the API spin.
+MAX_OCCURRENCES = 20_000
+MAX_COUNT = 1000
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # windows start this century: expansion stays short
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+PERIOD_S = {"HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400}
 # Rules repeating faster than hourly are not maintenance; they would also make expansion expensive.
 ALLOWED_FREQS = {"HOURLY": du_rrule.HOURLY, "DAILY": du_rrule.DAILY, "WEEKLY": du_rrule.WEEKLY,
                  "MONTHLY": du_rrule.MONTHLY, "YEARLY": du_rrule.YEARLY}
@@ -57,9 +63,12 @@ def parse_rrule(text: str, starts_at: datetime) -> du_rrule.rrule:
         body = body[len("RRULE:"):]
     if not body or any(part in body.upper() for part in ("DTSTART", "\n", "EXDATE", "RDATE")):
         raise InputError("rrule", f"send only the rule (starts_at is its start): {RRULE_HELP}")
-    freq = dict(p.split("=", 1) for p in body.upper().split(";") if "=" in p).get("FREQ")
+    parts = _parts(body)
+    freq = parts.get("FREQ")
     if freq not in ALLOWED_FREQS:
         raise InputError("rrule", f"FREQ {freq or '(missing)'} is not allowed; send {RRULE_HELP}")
+    if "COUNT" in parts and not (parts["COUNT"].isdigit() and 1 <= int(parts["COUNT"]) <= MAX_COUNT):
+        raise InputError("rrule", f"COUNT must be 1-{MAX_COUNT}; for longer use UNTIL or no end: {RRULE_HELP}")
     try:
         rule = du_rrule.rrulestr(body, dtstart=utc(starts_at))
     except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -69,11 +78,32 @@ def parse_rrule(text: str, starts_at: datetime) -> du_rrule.rrule:
     return rule
 
 
+def _parts(body: str) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in body.upper().removeprefix("RRULE:").split(";") if "=" in p)
+
+
+def _fast_forward(times: Times, since: datetime) -> datetime:
+    """A DTSTART with the same occurrences from `since` on: whole periods after starts_at (fixed-period rules
+    without COUNT only; BY* parts are calendar-absolute and UTC has no DST, so the phase is kept)."""
+    parts = _parts(times.rrule or "")
+    period_s = PERIOD_S.get(parts.get("FREQ", ""))
+    interval = parts.get("INTERVAL", "1")
+    if period_s is None or "COUNT" in parts or not interval.isdigit() or int(interval) < 1:
+        return times.starts_at
+    period = timedelta(seconds=period_s * int(interval))
+    lead = since - times.duration - times.starts_at
+    if lead <= period:
+        return times.starts_at
+    return times.starts_at + period * (lead // period - 1)
+
+
 def check_times(starts_at: datetime, ends_at: datetime | None, duration_minutes: int | None,
                 rrule: str | None) -> Times:
     """Validated times: exactly one of `ends_at` and `duration_minutes`, end after start, a bounded
     duration, and a rule that yields at least its first occurrence."""
     start = utc(starts_at)
+    if not EARLIEST <= start < LATEST:
+        raise InputError("starts_at", f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
     if (ends_at is None) == (duration_minutes is None):
         raise InputError("ends_at", "send either ends_at or duration_minutes (exactly one of them)")
     if duration_minutes is not None:
@@ -103,7 +133,7 @@ def occurrences(times: Times, since: datetime, until: datetime) -> Iterator[tupl
         if times.starts_at < until and times.ends_at > since:
             yield times.starts_at, times.ends_at
         return
-    rule = parse_rrule(times.rrule, times.starts_at)
+    rule = parse_rrule(times.rrule, _fast_forward(times, since))
     for n, start in enumerate(rule):
         if start >= until or n >= MAX_OCCURRENCES:
             return

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from iot.errors import InputError
-from iot.maintenance import MAX_OCCURRENCES, Times, check_times, current_or_next, occurrences
+from iot.maintenance import Times, check_times, current_or_next, occurrences
 
 SUNDAY = datetime(2026, 1, 4, 2, 0, tzinfo=UTC)
 
@@ -35,9 +35,15 @@ def test_a_one_off_window_overlaps_only_its_own_span() -> None:
 
 
 def test_expansion_stops_after_the_bound_whatever_the_range() -> None:
-    times = Times(SUNDAY, SUNDAY + timedelta(minutes=1), "FREQ=HOURLY")
-    far = SUNDAY + timedelta(hours=MAX_OCCURRENCES + 10)
-    assert list(occurrences(times, far - timedelta(hours=1), far)) == []
+    # A monthly rule (not fast-forwarded) far older than any window the API accepts.
+    times = Times(datetime(1, 1, 1, tzinfo=UTC), datetime(1, 1, 1, 0, 1, tzinfo=UTC), "FREQ=MONTHLY")
+    assert list(occurrences(times, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC))) == []
+
+
+def test_starts_at_must_be_this_century() -> None:
+    with pytest.raises(InputError) as caught:
+        check_times(datetime(1970, 1, 1, tzinfo=UTC), None, 10, None)
+    assert caught.value.field == "starts_at" and "2000" in caught.value.reason
 
 
 @pytest.mark.parametrize(("rule", "reason"), [
@@ -52,3 +58,38 @@ def test_bad_rules_name_the_field_and_show_an_example(rule: str, reason: str) ->
         check_times(SUNDAY, None, 10, rule)
     assert caught.value.field == "rrule" and reason in caught.value.reason
     assert "FREQ=WEEKLY;BYDAY=SU" in caught.value.reason
+
+
+@pytest.mark.parametrize("rule", [
+    "FREQ=HOURLY", "FREQ=HOURLY;INTERVAL=5;BYMINUTE=10,40", "FREQ=DAILY;INTERVAL=3",
+    "FREQ=DAILY;BYDAY=MO,WE,FR;BYHOUR=1,13", "FREQ=WEEKLY;INTERVAL=2;BYDAY=SU,TH", "FREQ=WEEKLY;BYDAY=-1SU",
+    "FREQ=WEEKLY;INTERVAL=3;BYDAY=SA;BYSETPOS=1", "FREQ=DAILY;UNTIL=20270601T000000Z",
+])
+def test_fast_forwarded_expansion_equals_walking_from_the_start(rule: str) -> None:
+    """Old rules start near the range, not at their first occurrence: the same occurrences either way."""
+    from dateutil import rrule as du_rrule
+
+    start = datetime(2024, 2, 29, 7, 15, tzinfo=UTC)
+    times = check_times(start, None, 50, rule)
+    since, until = datetime(2027, 3, 1, tzinfo=UTC), datetime(2027, 4, 15, tzinfo=UTC)
+    walked = [(s, s + timedelta(minutes=50)) for s in du_rrule.rrulestr(rule, dtstart=start)
+              .between(since - timedelta(minutes=50), until, inc=True)
+              if s + timedelta(minutes=50) > since and s < until]
+    assert list(occurrences(times, since, until)) == walked
+
+
+def test_an_hourly_window_from_years_ago_expands_in_a_few_steps() -> None:
+    import time
+
+    times = check_times(datetime(2001, 1, 1, tzinfo=UTC), None, 10, "FREQ=HOURLY")  # 230,000 hours ago
+    began = time.perf_counter()
+    now = datetime(2027, 3, 1, 12, 5, tzinfo=UTC)
+    assert current_or_next(times, now) == (datetime(2027, 3, 1, 12, tzinfo=UTC),
+                                           datetime(2027, 3, 1, 12, 10, tzinfo=UTC))
+    assert time.perf_counter() - began < 0.05
+
+
+def test_count_is_bounded() -> None:
+    with pytest.raises(InputError) as caught:
+        check_times(SUNDAY, None, 10, "FREQ=DAILY;COUNT=5000")
+    assert caught.value.field == "rrule" and "COUNT must be 1-1000" in caught.value.reason
