@@ -71,3 +71,28 @@ async def test_a_push_device_heard_again_inside_its_window_recovers_without_a_no
     assert await pool.fetchval("SELECT count(*) FROM incidents") == 0
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
     await pool.close()
+
+
+async def test_the_worker_cache_never_lets_one_tenants_window_cover_another_tenants_devices(database_url: str):
+    """Tenant and tag windows cover only their own tenant's devices, even when another tenant uses the same tag."""
+    import time
+
+    await migrate(database_url)
+    pool = await db.create_pool(database_url)
+    a, b = [r["id"] for r in await pool.fetch(
+        "INSERT INTO tenants (slug, api_key_hash) VALUES ('a', 'h1'), ('b', 'h2') RETURNING id")]
+    a_dev, b_dev = [await pool.fetchval(
+        "INSERT INTO devices (tenant_id, name, kind, target, tags) VALUES ($1, 'x', 'icmp', '10.0.0.1', "
+        "'{site/berlin}') RETURNING id", t) for t in (a, b)]
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    for scope, tag in (("tenant", None), ("tag", "site/berlin")):
+        await pool.execute("INSERT INTO maintenance_windows (tenant_id, scope, tag, reason, starts_at, ends_at) "
+                           "VALUES ($1, $2, $3, 'mine', $4, $5)", a, scope, tag, start, start + timedelta(hours=1))
+    cache = MaintenanceCache(pool)
+    await cache.refresh()
+    now = time.time()
+    assert cache.covering(a, a_dev, now) is not None
+    assert cache.covering(b, b_dev, now) is None
+    assert cache.covering(b, a_dev, now) is None  # even asked with the wrong tenant
+    assert cache.covering(a, a_dev, now + 2 * 3600) is None  # over in an hour
+    await pool.close()
