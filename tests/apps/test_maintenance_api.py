@@ -64,7 +64,10 @@ def test_bad_windows_are_refused_with_the_field_and_a_fix(tracker) -> None:
             return client.post("/v1/maintenance", json={"reason": "r", "starts_at": start, **body})
 
         assert_error(post(duration_minutes=10, rrule="FREQ=SOMETIMES"), 422, "rrule", "FREQ SOMETIMES is not allowed")
-        assert_error(post(duration_minutes=10, rrule="FREQ=DAILY;BYDAY=XX"), 422, "rrule", "not a valid RRULE")
+        assert_error(post(duration_minutes=10, rrule="FREQ=DAILY;BYDAY=XX"), 422, "rrule", "BYDAY takes weekdays")
+        assert_error(post(duration_minutes=10, rrule="FREQ=DAILY;BYHOUR=24"), 422, "rrule", "not a valid RRULE")
+        assert_error(post(duration_minutes=10, rrule="FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30"), 422, "rrule",
+                     "BYMONTHDAY takes 1-28")
         assert_error(post(duration_minutes=10, rrule="FREQ=MINUTELY"), 422, "rrule", "FREQ=WEEKLY;BYDAY=SU")
         assert_error(post(duration_minutes=10, rrule="FREQ=DAILY;UNTIL=20200101T000000Z"), 422, "rrule",
                      "yields no occurrence")

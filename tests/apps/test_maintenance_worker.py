@@ -77,8 +77,11 @@ async def test_a_window_suppresses_incident_and_notification_until_it_ends(env, 
         assert [r["device_id"] for r in opened] == [outside]
         sent = await pool.fetch("SELECT payload FROM webhook_deliveries WHERE id > $1 ORDER BY id", before)
         assert [_payload(r)["device"]["id"] for r in sent] == [outside]
-        assert await pool.fetchval("SELECT count(*) FROM device_region_state WHERE device_id = $1 "
-                                   "AND consecutive_failures = 3", inside) == 3
+
+        async def all_checks_stored() -> bool:  # views are flushed every 0.2 s here
+            return await pool.fetchval("SELECT count(*) FROM device_region_state WHERE device_id = $1 "
+                                       "AND consecutive_failures = 3", inside) == 3
+        await _wait_for(all_checks_stored)
 
         # the window ends (here: deleted) while the device is still down: its incident opens now
         await pool.execute("DELETE FROM maintenance_windows WHERE id = $1", window_id)

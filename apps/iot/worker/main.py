@@ -59,6 +59,8 @@ class WorkerService:
                                   max_age_s=settings.checks_max_age_seconds),
             box=settings.secret_box(),
         )
+        # One cache of maintenance windows for the evaluator and the silence watch (push devices).
+        self.maintenance = MaintenanceCache(pool)
         self.evaluator = Evaluator(
             client, pool, lambda: self.scheduler.devices,
             Thresholds(
@@ -73,7 +75,7 @@ class WorkerService:
             reclaim_idle_seconds=settings.lock_ttl_seconds,
             # results nobody evaluated stay up to a day (a worker outage); evaluated ones go after the keep
             trimmer=StreamTrimmer(client, keep_s=settings.stream_keep_seconds, max_age_s=86_400),
-            maintenance=MaintenanceCache(pool),
+            maintenance=self.maintenance,
         )
         self.webhooks = OutboxSender(
             pool, egress=settings.egress_policy(), per_tenant=settings.webhook_tenant_round_limit,
@@ -146,7 +148,7 @@ class WorkerService:
             asyncio.create_task(self.scheduler.run(term, lambda: self.lock.token if self.lock.held else None)),
             asyncio.create_task(self.evaluator.run(term, lambda: self.lock.held)),
             asyncio.create_task(watch_stop()),
-            asyncio.create_task(run_silence_watch(self._pool, term)),
+            asyncio.create_task(run_silence_watch(self._pool, term, maintenance=self.maintenance)),
             asyncio.create_task(self._history_jobs(term)),
             asyncio.create_task(run_metric_rules(self._pool, term, period_s=self.settings.metric_rules_period_seconds,
                                                  lookback_s=self.settings.metric_rules_lookback_seconds)),

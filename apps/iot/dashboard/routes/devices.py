@@ -18,7 +18,7 @@ from iot.dashboard.forms import device_changes, new_device_spec
 from iot.dashboard.parents import parent_choices
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import device_checks, device_parents, devices, incidents, tags
+from iot.repo import device_checks, device_parents, devices, incidents, maintenance, tags
 from iot.repo._db import connection
 from iot.repo.device_list import DeviceQuery, list_devices
 
@@ -233,6 +233,7 @@ async def _detail_values(ctx: TenantRequest, device_id: Id) -> dict[str, object]
         "device": detail.device,
         "region_states": detail.regions,
         "incidents": await incidents.list_incidents(ctx.db, ctx.tenant.id, device_id=device_id, limit=20),
+        "windows": await maintenance.device_windows(ctx.db, ctx.tenant.id, device_id),
     }
 
 

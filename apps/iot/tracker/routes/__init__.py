@@ -1,6 +1,16 @@
 """The tracker's HTTP routes, one module per resource; `ROUTERS` is the order app.py includes them in."""
 
-from iot.tracker.routes import channels, devices, fleet, history, ingest, maintenance, metrics, tenants
+from iot.tracker.routes import (
+    channels,
+    devices,
+    fleet,
+    history,
+    incidents,
+    ingest,
+    maintenance,
+    metrics,
+    tenants,
+)
 
 ROUTERS = (tenants.router, devices.router, fleet.router, ingest.router, channels.router, maintenance.router,
-           history.router, metrics.router)
+           incidents.router, history.router, metrics.router)

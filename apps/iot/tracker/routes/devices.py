@@ -1,4 +1,4 @@
-"""Device and incident endpoints of the tenant API. Another tenant's device id answers 404, like a missing one."""
+"""Device endpoints of the tenant API (and tags, regions). Another tenant's device id answers 404, like a missing one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from iot import repo
 from iot.errors import InputError
 from iot.inputs import CursorText, Id, Offset
-from iot.repo import device_list, devices, incidents, regions, tags
+from iot.repo import device_list, devices, regions, tags
 from iot.repo.devices import DeviceSpec
 from iot.tracker.auth import AuthenticateFirst, TenantAuth
 from iot.tracker.filters import DeviceFilters
@@ -24,8 +24,6 @@ from iot.tracker.schemas import (
     DevicePatch,
     DevicesCreated,
     ErrorOut,
-    IncidentOut,
-    IncidentPageOut,
     RegionOut,
     RegionStateOut,
     TagOut,
@@ -146,22 +144,6 @@ async def list_tags(
 ) -> list[TagOut]:
     """The tenant's device tags with how many devices carry each, the most used first."""
     return [TagOut.model_validate(t) for t in await tags.tag_counts(request.app.state.pool, tenant.id, limit)]
-
-
-@router.get("/incidents", response_model=IncidentPageOut, tags=["incidents"])
-async def list_incidents(
-    tenant: TenantAuth,
-    request: Request,
-    device_id: Annotated[Id | None, Query()] = None,
-    open: Annotated[bool, Query(description="Only unresolved incidents.")] = False,  # noqa: A002
-    before: Annotated[Id | None, Query(description="Incidents older than this id.")] = None,
-    limit: Annotated[int, Query(ge=1, le=repo.MAX_PAGE)] = 50,
-) -> IncidentPageOut:
-    """Incidents newest first; a foreign or unknown device_id simply has none."""
-    items = await incidents.list_incidents(request.app.state.pool, tenant.id, device_id=device_id,
-                                         open_only=open, before_id=before, limit=limit)
-    return IncidentPageOut(items=[IncidentOut.model_validate(i) for i in items],
-                           next_before=items[-1].id if len(items) == limit else None)
 
 
 @router.get("/regions", response_model=list[RegionOut], tags=["regions"])

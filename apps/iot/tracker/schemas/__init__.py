@@ -232,6 +232,8 @@ class IncidentOut(BaseModel):
     cause_device_id: int | None = Field(description="The parent (gateway) blamed instead of this device.")
     opened_at: datetime
     resolved_at: datetime | None
+    acknowledged_by: str | None = Field(None, description="Who acknowledged it (POST .../ack), if anyone.")
+    acknowledged_at: datetime | None = None
 
 
 class IncidentPageOut(BaseModel):
