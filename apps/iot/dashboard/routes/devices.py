@@ -15,9 +15,10 @@ from iot.dashboard import csv_import, queries
 from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
+from iot.dashboard.routes.history import sla_values, uptime_summary
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import devices, incidents, tags
+from iot.repo import devices, history, incidents, tags
 from iot.repo.device_list import DeviceQuery, list_devices
 
 # The list page shows the tenant's most used tags as filter links (all of them can be thousands).
@@ -198,7 +199,10 @@ async def _detail_values(ctx: TenantRequest, device_id: Id) -> dict[str, object]
 async def _chart(ctx: TenantRequest, device: devices.Device, regions: list[str], window_name: str):
     window = WINDOWS.get(window_name, WINDOWS["hour"])
     end = datetime.now(UTC)
-    buckets = await queries.latency_buckets(ctx.db, device.id, end - window.span, window.bucket)
+    if window.name in history.RANGES:  # 7d, 30d, 90d: hourly rollups
+        buckets = await queries.history_buckets(ctx.db, ctx.tenant.id, device.id, window.name)
+    else:
+        buckets = await queries.latency_buckets(ctx.db, device.id, end - window.span, window.bucket)
     return build_chart(buckets, window, end, regions)
 
 
@@ -207,7 +211,8 @@ async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str 
     values = await _detail_values(ctx, device_id)
     regions = [r.region for r in values["region_states"]]  # type: ignore[attr-defined]
     chart = await _chart(ctx, values["device"], regions, window)  # type: ignore[arg-type]
-    return ctx.render(request, "device.html", page="devices", chart=chart, **values)
+    uptime = await uptime_summary(ctx.db, ctx.tenant.id, device_id)
+    return ctx.render(request, "device.html", page="devices", chart=chart, uptime=uptime, **values)
 
 
 @router.get("/fragments/devices/{device_id}")
@@ -226,7 +231,8 @@ async def chart_fragment(request: Request, ctx: Tenant, device_id: Id, window: s
 async def edit_page(request: Request, ctx: Tenant, device_id: Id) -> Response:
     detail = await _detail(ctx, device_id)
     return ctx.render(request, "device_edit.html", page="devices", device=detail.device,
-                      form=_form_of(detail.device), error=None, kinds=devices.KINDS)
+                      form=_form_of(detail.device), error=None, kinds=devices.KINDS,
+                      sla=await sla_values(ctx.db, ctx.tenant.id, device_id))
 
 
 def _form_of(device: devices.Device) -> dict[str, object]:
@@ -249,7 +255,8 @@ async def update_device(request: Request, ctx: Tenant, form: Form, device_id: Id
                                               quotas=ctx.services.settings.quotas())
     except InputError as exc:
         return refused(exc, ctx.render(request, "device_edit.html", page="devices", device=detail.device,
-                                       form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS))
+                                       form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS,
+                                       sla=await sla_values(ctx.db, ctx.tenant.id, device_id)))
     if updated is None:
         raise NotFound(f"There is no device {device_id} in {ctx.tenant.slug}.")
     await devices.notify_devices_changed(ctx.services.redis)
