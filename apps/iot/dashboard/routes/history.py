@@ -79,16 +79,12 @@ def bar_level(day: Uptime, target: float | None) -> str:
 
 
 async def uptime_summary(db: Executor, tenant_id: int, device_id: int) -> UptimeSummary | None:
-    ranges: list[RangeFigure] = []
-    report = None
-    for name in history.RANGE_NAMES:
-        report = await history.uptime_report(db, tenant_id, device_id, name)
-        if report is None:
-            return None
-        ranges.append(RangeFigure(name, report.total, report.breach))
-    assert report is not None  # the last one is 90d: its days are the bars
-    target = report.device.sla_target
-    return UptimeSummary(target, ranges, [DayBar(d, bar_level(d, target)) for d in report.days])
+    reports = await history.uptime_all_ranges(db, tenant_id, device_id)
+    if reports is None:
+        return None
+    target = reports["90d"].device.sla_target
+    return UptimeSummary(target, [RangeFigure(name, r.total, r.breach) for name, r in reports.items()],
+                         [DayBar(d, bar_level(d, target)) for d in reports["90d"].days])
 
 
 async def sla_values(db: Executor, tenant_id: int, device_id: int) -> dict[str, object]:
