@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 from iot_processes import wait_until
 
 from iot.db.migrate import available_migrations, migrate
@@ -247,3 +248,23 @@ def test_the_leader_worker_runs_the_history_jobs(database_url: str, redis_url: s
     worker = start_iot("worker", DATABASE_URL=database_url, REDIS_URL=redis_url, APP_PORT=free_port(),
                        APP_HOST="127.0.0.1", PARTITIONS_AHEAD_DAYS=9, HISTORY_JOB_SECONDS=1)
     wait_until(lambda: asyncio.run(exists()) or None, 30, f"partition {ahead} created by the leader", [worker])
+
+
+async def test_dropping_behind_a_long_read_gives_up_instead_of_queueing_writers(database_url: str) -> None:
+    await migrate(database_url)
+    reader, job = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        reader_tx = reader.transaction()
+        await reader_tx.start()
+        await reader.execute("SELECT count(*) FROM rollups")  # a long report holds its lock until it ends
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(asyncpg.LockNotAvailableError):
+            await partitions.drop_expired(job, TABLES, datetime.now(UTC) + timedelta(days=40))
+        waited = asyncio.get_running_loop().time() - started
+        await reader_tx.rollback()
+        dropped = await partitions.drop_expired(job, TABLES, datetime.now(UTC) + timedelta(days=40))
+    finally:
+        await reader.close()
+        await job.close()
+    assert waited < 10
+    assert dropped  # the next round, without the reader, drops them
