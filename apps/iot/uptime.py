@@ -45,6 +45,17 @@ class Uptime:
         return 100.0 * self.up_seconds / self.observed_seconds
 
 
+def combine(parts: Iterable[Uptime]) -> Uptime | None:
+    """Several devices' uptime over the same range as one (a status page, a tag): seconds summed, so each
+    device weighs by the time it was observed. None for no parts."""
+    items = list(parts)
+    if not items:
+        return None
+    return Uptime(min(u.start for u in items), max(u.end for u in items),
+                  *(sum(getattr(u, f) for u in items) for f in (
+                      "up_seconds", "degraded_seconds", "down_seconds", "excluded_seconds", "no_data_seconds")))
+
+
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     """Sorted, non-overlapping; empty and reversed intervals are dropped."""
     merged: list[Interval] = []
