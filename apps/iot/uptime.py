@@ -93,7 +93,7 @@ def uptime_with_days(start: datetime, first_day: datetime, end: datetime, initia
 
 
 def _moves(changes: Iterable[Change]) -> list[tuple[float, str]]:
-    return sorted((c.at.timestamp(), c.state) for c in changes)
+    return sorted(((c.at.timestamp(), c.state) for c in changes), key=lambda m: m[0])  # stable: ties keep order
 
 
 def _day_bounds(start: datetime, end: datetime) -> list[datetime]:

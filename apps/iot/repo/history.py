@@ -46,6 +46,18 @@ SELECT at, state, previous FROM device_state_changes
 WHERE tenant_id = $1 AND device_id = $2 AND at >= $3 AND at < $4
 ORDER BY at
 """
+SELECT_DEVICE_HEADS = """
+SELECT id, name, state, state_since, created_at, sla_target FROM devices
+WHERE tenant_id = $1 AND id = ANY($2::bigint[])
+"""
+SELECT_STATE_CHANGES_MANY = """
+SELECT device_id, at, state, previous FROM device_state_changes
+WHERE tenant_id = $1 AND device_id = ANY($2::bigint[]) AND at >= $3 AND at < $4
+ORDER BY device_id, at
+"""
+MAX_DEVICES_PER_CALL = 5000
+
+
 UPDATE_SLA_TARGET = """
 UPDATE devices SET sla_target = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING id
 """
@@ -127,18 +139,6 @@ def _head(row: Mapping[str, Any]) -> HistoryDevice:
     values = dict(row)
     target = values.pop("sla_target")
     return HistoryDevice(**values, sla_target=float(target) if target is not None else None)
-
-
-SELECT_DEVICE_HEADS = """
-SELECT id, name, state, state_since, created_at, sla_target FROM devices
-WHERE tenant_id = $1 AND id = ANY($2::bigint[])
-"""
-SELECT_STATE_CHANGES_MANY = """
-SELECT device_id, at, state, previous FROM device_state_changes
-WHERE tenant_id = $1 AND device_id = ANY($2::bigint[]) AND at >= $3 AND at < $4
-ORDER BY device_id, at
-"""
-MAX_DEVICES_PER_CALL = 5000
 
 
 def _state_at(at: datetime, rows: list, device: HistoryDevice) -> str:
