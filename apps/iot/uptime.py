@@ -45,6 +45,17 @@ class Uptime:
         return 100.0 * self.up_seconds / self.observed_seconds
 
 
+def combine(parts: Iterable[Uptime]) -> Uptime | None:
+    """Several devices' uptime over the same range as one (a status page, a tag): seconds summed, so each
+    device weighs by the time it was observed. None for no parts."""
+    items = list(parts)
+    if not items:
+        return None
+    return Uptime(min(u.start for u in items), max(u.end for u in items),
+                  *(sum(getattr(u, f) for u in items) for f in (
+                      "up_seconds", "degraded_seconds", "down_seconds", "excluded_seconds", "no_data_seconds")))
+
+
 def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     """Sorted, non-overlapping; empty and reversed intervals are dropped."""
     merged: list[Interval] = []
@@ -56,67 +67,86 @@ def merge_intervals(intervals: Iterable[Interval]) -> list[Interval]:
     return merged
 
 
-def _overlap(start: datetime, end: datetime, intervals: Sequence[Interval]) -> float:
-    total = 0.0
-    for s, e in intervals:
-        if e <= start:
-            continue
-        if s >= end:
-            break
-        total += (min(e, end) - max(s, start)).total_seconds()
-    return total
-
-
 def compute_uptime(start: datetime, end: datetime, initial_state: str, changes: Iterable[Change],
                    excluded: Iterable[Interval] = ()) -> Uptime:
     """Seconds per state over [start, end): `initial_state` holds at `start` until the first change."""
-    windows = merge_intervals(excluded)
-    totals = {"available": 0.0, "degraded": 0.0, "down": 0.0, "excluded": 0.0, "no_data": 0.0}
-    state, since = initial_state, start
-    for change in sorted(changes, key=lambda c: c.at):
-        at = min(max(change.at, start), end)
-        _add(totals, state, since, at, windows)
-        state, since = change.state, at
-    _add(totals, state, since, end, windows)
-    return Uptime(start, end, totals["available"], totals["degraded"], totals["down"], totals["excluded"],
-                  totals["no_data"])
-
-
-def _add(totals: dict[str, float], state: str, start: datetime, end: datetime, windows: Sequence[Interval]) -> None:
-    if end <= start:
-        return
-    span = (end - start).total_seconds()
-    if state == "maintenance":
-        totals["excluded"] += span
-        return
-    excluded = _overlap(start, end, windows)
-    totals["excluded"] += excluded
-    counted = span - excluded
-    if state in AVAILABLE:
-        totals["available"] += counted
-        if state == "degraded":
-            totals["degraded"] += counted
-    elif state == "down":
-        totals["down"] += counted
-    else:
-        totals["no_data"] += counted
+    return _buckets([start, end], initial_state, _moves(changes), excluded)[0]
 
 
 def daily_uptime(start: datetime, end: datetime, initial_state: str, changes: Sequence[Change],
                  excluded: Iterable[Interval] = ()) -> list[Uptime]:
     """One Uptime per day from `start` (a day boundary) to `end`, the last day cut at `end`."""
-    ordered = sorted(changes, key=lambda c: c.at)
-    windows = merge_intervals(excluded)
-    days: list[Uptime] = []
-    state, i, day = initial_state, 0, start
-    while day < end:
-        day_end = min(day + timedelta(days=1), end)
-        inside = []
-        while i < len(ordered) and ordered[i].at < day_end:
-            inside.append(ordered[i])
+    bounds = _day_bounds(start, end)
+    return _buckets(bounds, initial_state, _moves(changes), excluded) if len(bounds) > 1 else []
+
+
+def uptime_with_days(start: datetime, first_day: datetime, end: datetime, initial_state: str,
+                     changes: Iterable[Change], excluded: Iterable[Interval] = ()) -> tuple[Uptime, list[Uptime]]:
+    """compute_uptime over [start, end) and daily_uptime from `first_day` (start <= first_day) in one sweep."""
+    days = _day_bounds(first_day, end)
+    bounds = ([start] if start < first_day else []) + days
+    buckets = _buckets(bounds, initial_state, _moves(changes), excluded)
+    daily = buckets[1:] if start < first_day else buckets
+    total = Uptime(start, end, *(sum(getattr(b, f) for b in buckets) for f in (
+        "up_seconds", "degraded_seconds", "down_seconds", "excluded_seconds", "no_data_seconds")))
+    return total, daily
+
+
+def _moves(changes: Iterable[Change]) -> list[tuple[float, str]]:
+    return sorted(((c.at.timestamp(), c.state) for c in changes), key=lambda m: m[0])  # stable: ties keep order
+
+
+def _day_bounds(start: datetime, end: datetime) -> list[datetime]:
+    bounds = [start]
+    while bounds[-1] < end:
+        bounds.append(min(bounds[-1] + timedelta(days=1), end))
+    return bounds
+
+
+# Totals per bucket, indexed: available (up + degraded), degraded, down, excluded, no data.
+_AVAILABLE, _DEGRADED, _DOWN, _EXCLUDED, _NO_DATA = range(5)
+
+
+def _buckets(bounds: list[datetime], state: str, moves: list[tuple[float, str]],
+             excluded: Iterable[Interval]) -> list[Uptime]:
+    """One sweep over the changes and the bucket bounds, in epoch seconds (a 90-day page of 500 devices is
+    45,000 buckets: datetime arithmetic per bucket would dominate)."""
+    edges = [b.timestamp() for b in bounds]
+    windows = [(s.timestamp(), e.timestamp()) for s, e in merge_intervals(excluded)]
+    totals = [[0.0] * 5 for _ in range(len(edges) - 1)]
+    i = 0
+    while i < len(moves) and moves[i][0] <= edges[0]:  # changes up to the start set the initial state
+        state = moves[i][1]
+        i += 1
+    for k in range(len(edges) - 1):
+        t, hi = edges[k], edges[k + 1]
+        while i < len(moves) and moves[i][0] < hi:
+            _add(totals[k], state, t, moves[i][0], windows)
+            t, state = moves[i][0], moves[i][1]
             i += 1
-        days.append(compute_uptime(day, day_end, state, inside, windows))
-        if inside:
-            state = inside[-1].state
-        day = day_end
-    return days
+        _add(totals[k], state, t, hi, windows)
+    return [Uptime(bounds[k], bounds[k + 1], *(totals[k][n] for n in (_AVAILABLE, _DEGRADED, _DOWN, _EXCLUDED, _NO_DATA)))
+            for k in range(len(totals))]
+
+
+def _add(totals: list[float], state: str, start: float, end: float, windows: Sequence[tuple[float, float]]) -> None:
+    if end <= start:
+        return
+    span = end - start
+    if state == "maintenance":
+        totals[_EXCLUDED] += span
+        return
+    excluded = 0.0
+    for s, e in windows:
+        if e > start and s < end:
+            excluded += min(e, end) - max(s, start)
+    totals[_EXCLUDED] += excluded
+    counted = span - excluded
+    if state in AVAILABLE:
+        totals[_AVAILABLE] += counted
+        if state == "degraded":
+            totals[_DEGRADED] += counted
+    elif state == "down":
+        totals[_DOWN] += counted
+    else:
+        totals[_NO_DATA] += counted

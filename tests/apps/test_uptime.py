@@ -12,7 +12,8 @@ import pytest
 from iot.db.migrate import migrate
 from iot.errors import InputError
 from iot.repo import history
-from iot.uptime import Change, compute_uptime, daily_uptime, merge_intervals
+from iot.uptime import Change, combine, compute_uptime, daily_uptime, merge_intervals
+from iot.worker import store
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -111,3 +112,70 @@ async def test_scripted_failure_pattern_over_30_days_is_exact(database_url: str)
     assert all(d.percent is not None and d.percent < 100 for d in report.days if d.down_seconds)
     assert foreign is None  # another tenant's device is not found
     assert day.total.down_seconds == 900 and day.total.percent == pytest.approx(100 * (86400 - 900) / 86400)
+
+
+async def test_many_devices_at_once_equal_one_by_one_and_skip_other_tenants(database_url: str) -> None:
+    await migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        tenant = await conn.fetchval("INSERT INTO tenants (slug, api_key_hash) VALUES ('acme', 'h') RETURNING id")
+        other = await conn.fetchval("INSERT INTO tenants (slug, api_key_hash) VALUES ('other', 'o') RETURNING id")
+        ids = []
+        for n, owner in enumerate((tenant, tenant, tenant, other)):
+            device = await conn.fetchval("INSERT INTO devices (tenant_id, name, kind, target) VALUES "
+                                         "($1, $2, 'http', 'http://192.0.2.1/') RETURNING id", owner, f"d{n}")
+            script = [(now - timedelta(days=95), "up")]
+            for day in range(0, 90, n + 1):  # a different pattern per device
+                base = now - timedelta(days=90 - day)
+                script += [(base, "down"), (base + timedelta(minutes=5 * (n + 1)), "up")]
+            await _script(conn, device, script)
+            ids.append(device)
+        windows = {ids[1]: [(now - timedelta(days=30), now - timedelta(days=29))]}
+        many = await history.uptime_reports(conn, tenant, ids + [10**12], "90d", now=now, excluded=windows)
+        single = {i: await history.uptime_report(conn, tenant, i, "90d", now=now, excluded=windows.get(i, ()))
+                  for i in ids[:3]}
+        every = await history.uptime_all_ranges(conn, tenant, ids[0], now=now)
+        day = await history.uptime_report(conn, tenant, ids[0], "24h", now=now)
+    finally:
+        await conn.close()
+    assert sorted(many) == ids[:3]  # the other tenant's device and the missing id are absent
+    assert many == single
+    assert many[ids[1]].total.excluded_seconds > 0
+    assert many[ids[0]].total.down_seconds == 90 * 300
+    assert every is not None and every["90d"] == many[ids[0]] and every["24h"] == day
+
+
+def test_combined_uptime_weighs_devices_by_observed_time() -> None:
+    a = compute_uptime(T0, T0 + 10 * H, "up", [Change(T0 + 9 * H, "down")])  # 90 %
+    b = compute_uptime(T0, T0 + 10 * H, "unknown", [Change(T0 + 8 * H, "up")])  # 100 % of 2 h observed
+    both = combine([a, b])
+    assert both is not None and both.percent == pytest.approx(100 * 11 / 12)
+    assert combine([]) is None
+
+
+async def test_the_evaluators_state_writes_fill_the_timeline(database_url: str) -> None:
+    await migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        tenant = await conn.fetchval("INSERT INTO tenants (slug, api_key_hash) VALUES ('acme', 'h') RETURNING id")
+        device = await conn.fetchval("INSERT INTO devices (tenant_id, name, kind, target) VALUES "
+                                     "($1, 'pump', 'http', 'http://192.0.2.1/') RETURNING id", tenant)
+        t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+        async with conn.transaction():
+            await store.write_state_changes(conn, [store.StateChange(device, "up", t.timestamp())])
+        async with conn.transaction():
+            await store.write_state_changes(conn, [store.StateChange(
+                device, "down", (t + timedelta(minutes=4)).timestamp(), incident_kind="down", summary="refused",
+                previous="up")])
+        async with conn.transaction():  # a replayed change: same state, nothing recorded
+            await store.write_state_changes(conn, [store.StateChange(
+                device, "down", (t + timedelta(minutes=4)).timestamp(), previous="up")])
+        rows = [tuple(r) for r in await conn.fetch(
+            "SELECT tenant_id, at, state, previous FROM device_state_changes WHERE device_id = $1 ORDER BY at", device)]
+        report = await history.uptime_report(conn, tenant, device, "24h", now=t + timedelta(minutes=10))
+    finally:
+        await conn.close()
+    assert rows == [(tenant, t, "up", "unknown"), (tenant, t + timedelta(minutes=4), "down", "up")]
+    assert report is not None and report.total.down_seconds == 360 and report.total.up_seconds == 240
+    assert report.total.percent == pytest.approx(40.0)

@@ -39,6 +39,10 @@ class Window:
 WINDOWS = {
     "hour": Window("hour", timedelta(hours=1), timedelta(minutes=1), timedelta(minutes=10), "%H:%M"),
     "day": Window("day", timedelta(days=1), timedelta(minutes=10), timedelta(hours=3), "%H:%M"),
+    # Issue 14: longer ranges, drawn from the hourly rollups (buckets as GET /v1/devices/{id}/latency).
+    "7d": Window("7d", timedelta(days=7), timedelta(hours=1), timedelta(days=1), "%d %b"),
+    "30d": Window("30d", timedelta(days=30), timedelta(hours=6), timedelta(days=5), "%d %b"),
+    "90d": Window("90d", timedelta(days=90), timedelta(days=1), timedelta(days=15), "%d %b"),
 }
 
 
@@ -130,9 +134,10 @@ def build_chart(buckets: Iterable[Bucket], window: Window, end: datetime, region
     while t <= end:
         x_ticks.append((x_of(t), t.strftime(window.tick_format)))
         t += window.tick_every
+    tip_format = "%H:%M" if window.span <= timedelta(days=1) else "%d %b %H:%M"
     bucket_w = max(1.5, round(window.bucket.total_seconds() / span_s * (x1 - x0), 1))
     marks = [  # kept inside the plot: the newest bucket starts at the right edge
-        (min(x_of(t), x1 - bucket_w), bucket_w, f"{t.strftime('%H:%M')}: {failed} of {done} checks failed")
+        (min(x_of(t), x1 - bucket_w), bucket_w, f"{t.strftime(tip_format)}: {failed} of {done} checks failed")
         for t, (done, failed) in sorted(failures.items())
     ]
     return Chart(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 
 from iot.dashboard.charts import Bucket
-from iot.repo import regions
+from iot.repo import history, regions
 from iot.repo._db import Executor
 
 SELECT_API_KEY_HASH = "SELECT api_key_hash FROM tenants WHERE id = $1"
@@ -76,3 +76,11 @@ async def latency_buckets(db: Executor, device_id: int, since: datetime, bucket:
                float(r["latency_ms"]) if r["latency_ms"] is not None else None)
         for r in rows
     ]
+
+
+async def history_buckets(db: Executor, tenant_id: int, device_id: int, range_name: str) -> list[Bucket]:
+    """Chart buckets of the 7d/30d/90d ranges (hourly rollups, `repo.history`; the tenant is checked there)."""
+    found = await history.latency_series(db, tenant_id, device_id, range_name)
+    if found is None:
+        return []
+    return [Bucket(p.region, p.start, p.checks, p.failures, p.latency_p50) for p in found[2]]

@@ -7,16 +7,16 @@ rollups by device id. The state timeline has the tenant id and is filtered on it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from iot.errors import InputError
 from iot.inputs import id_problem
 from iot.repo._db import Executor, connection
-from iot.uptime import Change, Interval, Uptime, compute_uptime, daily_uptime
+from iot.uptime import Change, Interval, Uptime, uptime_with_days
 
 RangeName = Literal["24h", "7d", "30d", "90d"]
 
@@ -46,6 +46,18 @@ SELECT at, state, previous FROM device_state_changes
 WHERE tenant_id = $1 AND device_id = $2 AND at >= $3 AND at < $4
 ORDER BY at
 """
+SELECT_DEVICE_HEADS = """
+SELECT id, name, state, state_since, created_at, sla_target FROM devices
+WHERE tenant_id = $1 AND id = ANY($2::bigint[])
+"""
+SELECT_STATE_CHANGES_MANY = """
+SELECT device_id, at, state, previous FROM device_state_changes
+WHERE tenant_id = $1 AND device_id = ANY($2::bigint[]) AND at >= $3 AND at < $4
+ORDER BY device_id, at
+"""
+MAX_DEVICES_PER_CALL = 5000
+
+
 UPDATE_SLA_TARGET = """
 UPDATE devices SET sla_target = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING id
 """
@@ -120,33 +132,13 @@ async def device_head(db: Executor, tenant_id: int, device_id: int) -> HistoryDe
     if id_problem(device_id):
         return None
     row = await db.fetchrow(SELECT_DEVICE_HEAD, tenant_id, device_id)
-    if row is None:
-        return None
+    return None if row is None else _head(row)
+
+
+def _head(row: Mapping[str, Any]) -> HistoryDevice:
     values = dict(row)
     target = values.pop("sla_target")
     return HistoryDevice(**values, sla_target=float(target) if target is not None else None)
-
-
-async def uptime_report(db: Executor, tenant_id: int, device_id: int, range_name: str, *,
-                        now: datetime | None = None, excluded: Iterable[Interval] = ()) -> UptimeReport | None:
-    """Uptime over the range ending `now` and per UTC day; `excluded` intervals (maintenance windows) are
-    left out of the figure and counted in `excluded_seconds`. None: no such device for this tenant."""
-    span = check_range(range_name)
-    now = now or datetime.now(UTC)
-    async with connection(db) as conn:
-        device = await device_head(conn, tenant_id, device_id)
-        if device is None:
-            return None
-        first_day = day_start(now) - timedelta(days=span.days - 1)
-        since = min(now - span.span, first_day)
-        rows = await conn.fetch(SELECT_STATE_CHANGES, tenant_id, device_id, since, now)
-    changes = [Change(r["at"], r["state"]) for r in rows]
-    excluded = list(excluded)
-    total_changes = [c for c in changes if c.at >= now - span.span]
-    total = compute_uptime(now - span.span, now, _state_at(now - span.span, rows, device), total_changes, excluded)
-    day_changes = [c for c in changes if c.at >= first_day]
-    days = daily_uptime(first_day, now, _state_at(first_day, rows, device), day_changes, excluded)
-    return UptimeReport(device, span, total, days)
 
 
 def _state_at(at: datetime, rows: list, device: HistoryDevice) -> str:
@@ -155,6 +147,65 @@ def _state_at(at: datetime, rows: list, device: HistoryDevice) -> str:
         if row["at"] >= at:
             return row["previous"]
     return device.state
+
+
+def _window_start(span: Range, now: datetime) -> tuple[datetime, datetime]:
+    """(start of the range, first day bucket): the changes needed start at the earlier one."""
+    return now - span.span, day_start(now) - timedelta(days=span.days - 1)
+
+
+def _report(device: HistoryDevice, rows: list, span: Range, now: datetime, excluded: list[Interval]) -> UptimeReport:
+    range_start, first_day = _window_start(span, now)  # range_start <= first_day for every range
+    changes = [Change(r["at"], r["state"]) for r in rows if r["at"] >= range_start]
+    total, days = uptime_with_days(range_start, first_day, now, _state_at(range_start, rows, device), changes,
+                                   excluded)
+    return UptimeReport(device, span, total, days)
+
+
+async def uptime_report(db: Executor, tenant_id: int, device_id: int, range_name: str, *,
+                        now: datetime | None = None, excluded: Iterable[Interval] = ()) -> UptimeReport | None:
+    """Uptime over the range ending `now` and per UTC day; `excluded` intervals (maintenance windows) are
+    left out of the figure and counted in `excluded_seconds`. None: no such device for this tenant."""
+    reports = await uptime_reports(db, tenant_id, [device_id], range_name, now=now,
+                                   excluded={device_id: list(excluded)})
+    return reports.get(device_id)
+
+
+async def uptime_reports(db: Executor, tenant_id: int, device_ids: Sequence[int], range_name: str, *,
+                         now: datetime | None = None,
+                         excluded: Mapping[int, Sequence[Interval]] | None = None) -> dict[int, UptimeReport]:
+    """`uptime_report` of many devices in two queries (a status page's components); devices of other
+    tenants and missing ones are absent from the answer. `excluded`: intervals per device id."""
+    span = check_range(range_name)
+    now = now or datetime.now(UTC)
+    ids = sorted({i for i in device_ids if not id_problem(i)})
+    if len(ids) > MAX_DEVICES_PER_CALL:
+        raise InputError("device_ids", f"at most {MAX_DEVICES_PER_CALL} devices per call; split the list")
+    if not ids:
+        return {}
+    since = min(_window_start(span, now))
+    async with connection(db) as conn:
+        heads = {r["id"]: _head(r) for r in await conn.fetch(SELECT_DEVICE_HEADS, tenant_id, ids)}
+        rows: dict[int, list] = {i: [] for i in heads}
+        for r in await conn.fetch(SELECT_STATE_CHANGES_MANY, tenant_id, list(heads), since, now):
+            rows[r["device_id"]].append(r)
+    excluded = excluded or {}
+    return {i: _report(head, rows[i], span, now, list(excluded.get(i, ()))) for i, head in heads.items()}
+
+
+async def uptime_all_ranges(db: Executor, tenant_id: int, device_id: int, *, now: datetime | None = None,
+                            excluded: Iterable[Interval] = ()) -> dict[str, UptimeReport] | None:
+    """The device's uptime over every range (24h..90d) from one read of its 90-day timeline."""
+    now = now or datetime.now(UTC)
+    longest = max(RANGES.values(), key=lambda r: r.span)
+    since = min(_window_start(longest, now))
+    async with connection(db) as conn:
+        device = await device_head(conn, tenant_id, device_id)
+        if device is None:
+            return None
+        rows = await conn.fetch(SELECT_STATE_CHANGES, tenant_id, device_id, since, now)
+    windows = list(excluded)
+    return {name: _report(device, rows, span, now, windows) for name, span in RANGES.items()}
 
 
 async def latency_series(db: Executor, tenant_id: int, device_id: int, range_name: str, *,

@@ -2,8 +2,9 @@
 
 Each hour is recomputed whole from its minute rows (an upsert, never an increment), so a rerun or two
 leaders overlapping write the same rows. Percentiles are exact: they are taken over the minute rows' raw
-latencies, never averaged from the minute percentiles. The newest complete hours are redone on every run
-(LOOKBACK), which picks up late results the evaluator recorded after an hour was first downsampled.
+latencies, never averaged from the minute percentiles. Work happens once per completed hour: the job
+keeps how far it got in `history_watermarks`, and each time a new hour is complete it also redoes the
+LOOKBACK before it, which picks up late results the evaluator recorded after an hour was first downsampled.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-LOOKBACK = timedelta(hours=2)
+LOOKBACK = timedelta(hours=1)
 CHUNK = timedelta(hours=6)  # hours per statement: bounded work and transaction size at 10,000 devices
 
 # One pass over the minute rows of [$1, $2); WITH ORDINALITY lets each row's checks count once although its
@@ -31,7 +32,11 @@ ON CONFLICT (device_id, region, hour) DO UPDATE SET
     checks = EXCLUDED.checks, failures = EXCLUDED.failures, latency_p50 = EXCLUDED.latency_p50,
     latency_p95 = EXCLUDED.latency_p95, latency_max = EXCLUDED.latency_max
 """
-SELECT_WATERMARK = "SELECT max(hour) FROM rollups_hourly WHERE hour >= $1"
+SELECT_WATERMARK = "SELECT done_until FROM history_watermarks WHERE job = 'downsample'"
+UPSERT_WATERMARK = """
+INSERT INTO history_watermarks (job, done_until) VALUES ('downsample', $1)
+ON CONFLICT (job) DO UPDATE SET done_until = EXCLUDED.done_until
+"""
 
 
 def hour_start(at: datetime) -> datetime:
@@ -44,18 +49,19 @@ async def downsample_hour_range(conn: asyncpg.Connection, start: datetime, end: 
 
 
 async def downsample(conn: asyncpg.Connection, now: datetime, minute_retention_days: int) -> tuple[datetime, datetime] | None:
-    """Downsample every complete hour since the last one done (minus LOOKBACK); returns the range done.
-
-    Without hourly rows yet, it starts at the oldest minute rollups retention keeps."""
+    """Downsample the hours completed since the last run (and the LOOKBACK before); returns the range done,
+    None when no new hour is complete. The first run starts at the oldest minute rollups retention keeps."""
     end = hour_start(now)
     oldest = end - timedelta(days=minute_retention_days)
-    mark = await conn.fetchval(SELECT_WATERMARK, oldest)
-    start = max(oldest, mark - LOOKBACK) if mark is not None else oldest
-    if start >= end:
+    mark = await conn.fetchval(SELECT_WATERMARK)
+    if mark is not None and mark >= end:
         return None
+    start = max(oldest, mark - LOOKBACK) if mark is not None else oldest
     chunk_start = start
     while chunk_start < end:
         chunk_end = min(end, chunk_start + CHUNK)
-        await downsample_hour_range(conn, chunk_start, chunk_end)
+        async with conn.transaction():  # each chunk and the watermark move together
+            await downsample_hour_range(conn, chunk_start, chunk_end)
+            await conn.execute(UPSERT_WATERMARK, chunk_end)
         chunk_start = chunk_end
     return start, end

@@ -21,6 +21,9 @@ Period = Literal["day", "month"]
 # Serialises two leaders overlapping in a failover ("iothist" in ASCII).
 HISTORY_LOCK_ID = 0x696F7468697374
 LOCK = "SELECT pg_advisory_xact_lock($1)"
+# Dropping a partition locks its parent exclusively, and creating one locks the default partition: a lock
+# that waits behind a long read would queue every insert behind it. Give up instead; the next round retries.
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '3s'"
 ATTACH_PARTITION = "SELECT history_attach_partition($1, $2, $3, $4)"
 LIST_PARTITIONS = """
 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -81,6 +84,7 @@ async def ensure_partitions(conn: asyncpg.Connection, tables: Sequence[Partition
     created: list[str] = []
     async with conn.transaction():
         await conn.execute(LOCK, HISTORY_LOCK_ID)
+        await conn.execute(LOCK_TIMEOUT)
         for table in tables:
             start = period_start(now, table.period)
             last = period_start(now + timedelta(days=ahead_days), table.period)
@@ -101,6 +105,7 @@ async def drop_expired(conn: asyncpg.Connection, tables: Sequence[PartitionedTab
     dropped: list[str] = []
     async with conn.transaction():
         await conn.execute(LOCK, HISTORY_LOCK_ID)
+        await conn.execute(LOCK_TIMEOUT)
         for table in tables:
             cutoff = now - timedelta(days=table.retention_days)
             for row in await conn.fetch(LIST_PARTITIONS, table.name):

@@ -1,16 +1,17 @@
 """Dashboard routes, one module per page group; `ROUTERS` is the order app.py includes them in."""
 
 from iot.dashboard.routes import (
-           auth,
-           devices,
-           fleet,
-           incidents,
-           maintenance,
-           notifications,
-           overview,
-           settings,
+    auth,
+    devices,
+    fleet,
+    history,
+    incidents,
+    maintenance,
+    notifications,
+    overview,
+    settings,
 )
 
 # fleet before devices: its /devices/bulk must not be taken for /devices/{device_id}.
 ROUTERS = (auth.router, overview.router, fleet.router, devices.router, settings.router, notifications.router,
-           incidents.router, maintenance.router)
+           incidents.router, maintenance.router, history.router)

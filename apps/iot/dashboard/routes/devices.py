@@ -16,9 +16,10 @@ from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
 from iot.dashboard.parents import parent_choices
+from iot.dashboard.routes.history import sla_values, uptime_summary
 from iot.errors import InputError, QuotaExceeded
 from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import device_checks, device_parents, devices, incidents, maintenance, tags
+from iot.repo import device_checks, device_parents, devices, history, incidents, maintenance, tags
 from iot.repo._db import connection
 from iot.repo.device_list import DeviceQuery, list_devices
 
@@ -240,7 +241,10 @@ async def _detail_values(ctx: TenantRequest, device_id: Id) -> dict[str, object]
 async def _chart(ctx: TenantRequest, device: devices.Device, regions: list[str], window_name: str):
     window = WINDOWS.get(window_name, WINDOWS["hour"])
     end = datetime.now(UTC)
-    buckets = await queries.latency_buckets(ctx.db, device.id, end - window.span, window.bucket)
+    if window.name in history.RANGES:  # 7d, 30d, 90d: hourly rollups
+        buckets = await queries.history_buckets(ctx.db, ctx.tenant.id, device.id, window.name)
+    else:
+        buckets = await queries.latency_buckets(ctx.db, device.id, end - window.span, window.bucket)
     return build_chart(buckets, window, end, regions)
 
 
@@ -253,8 +257,9 @@ async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str 
     options = check_options.describe(device.kind, device.options)  # type: ignore[attr-defined]
     parent_id = device.parent_id  # type: ignore[attr-defined]
     parent = await devices.get_device(ctx.db, ctx.tenant.id, parent_id) if parent_id else None
+    uptime = await uptime_summary(ctx.db, ctx.tenant.id, device_id)
     return ctx.render(request, "device.html", page="devices", chart=chart, options=options,
-                      parent=parent and parent.device, **values)
+                      parent=parent and parent.device, uptime=uptime, **values)
 
 
 @router.get("/fragments/devices/{device_id}")
@@ -274,7 +279,8 @@ async def edit_page(request: Request, ctx: Tenant, device_id: Id) -> Response:
     detail = await _detail(ctx, device_id)
     return ctx.render(request, "device_edit.html", page="devices", device=detail.device,
                       choices=await parent_choices(ctx.db, ctx.tenant.id, "", detail.device.parent_id, device_id),
-                      form=_form_of(detail.device), error=None, kinds=devices.KINDS)
+                      form=_form_of(detail.device), error=None, kinds=devices.KINDS,
+                      sla=await sla_values(ctx.db, ctx.tenant.id, device_id))
 
 
 def _form_of(device: devices.Device) -> dict[str, object]:
@@ -304,7 +310,8 @@ async def update_device(request: Request, ctx: Tenant, form: Form, device_id: Id
         return refused(exc, ctx.render(request, "device_edit.html", page="devices", device=detail.device,
                                        choices=await parent_choices(ctx.db, ctx.tenant.id, form.get("parent_q"),
                                                                     form.get("parent_id"), device_id),
-                                       form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS))
+                                       form=form, error=f"{exc.field}: {exc.reason}", kinds=devices.KINDS,
+                                       sla=await sla_values(ctx.db, ctx.tenant.id, device_id)))
     if updated is None:
         raise NotFound(f"There is no device {device_id} in {ctx.tenant.slug}.")
     await devices.notify_devices_changed(ctx.services.redis)

@@ -148,7 +148,7 @@ FROM rollups_0001;
 INSERT INTO device_metrics (device_id, ts, name, value)
 SELECT device_id, ts, name, value FROM device_metrics_0001;
 
--- The existing minute rollups, downsampled as the worker does it (iot.worker.downsample.DOWNSAMPLE): one
+-- The existing minute rollups, downsampled as the worker does it (the current hour is redone by the worker) (iot.worker.downsample.DOWNSAMPLE): one
 -- pass, each minute row's raw latencies unnested (WITH ORDINALITY, so its checks are summed once).
 INSERT INTO rollups_hourly (device_id, region, hour, checks, failures, latency_p50, latency_p95, latency_max)
 SELECT r.device_id, r.region, date_trunc('hour', r.minute, 'UTC'),
@@ -158,6 +158,13 @@ SELECT r.device_id, r.region, date_trunc('hour', r.minute, 'UTC'),
 FROM rollups_0001 r
 LEFT JOIN LATERAL unnest(r.latencies) WITH ORDINALITY AS x(v, n) ON true
 GROUP BY 1, 2, 3;
+
+-- How far the downsampling job got (iot.worker.downsample): read in O(1), never max(hour) over partitions.
+CREATE TABLE history_watermarks (
+    job         text PRIMARY KEY,
+    done_until  timestamptz NOT NULL
+);
+INSERT INTO history_watermarks (job, done_until) VALUES ('downsample', date_trunc('hour', now(), 'UTC'));
 
 DROP TABLE rollups_0001;
 DROP TABLE device_metrics_0001;
