@@ -1,5 +1,5 @@
 """Dashboard routes, one module per page group; `ROUTERS` is the order app.py includes them in."""
 
-from iot.dashboard.routes import auth, devices, overview, settings
+from iot.dashboard.routes import auth, devices, metrics, overview, settings
 
-ROUTERS = (auth.router, overview.router, devices.router, settings.router)
+ROUTERS = (auth.router, overview.router, devices.router, metrics.router, settings.router)

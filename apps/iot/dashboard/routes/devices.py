@@ -15,9 +15,10 @@ from iot.dashboard import csv_import, queries
 from iot.dashboard.charts import WINDOWS, build_chart
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
+from iot.dashboard.routes.metrics import WINDOW_LABELS, metric_charts
 from iot.errors import InputError, QuotaExceeded
-from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import devices, incidents, tags
+from iot.inputs import DNS_LABEL, INT8_MAX, MAX_NAME, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
+from iot.repo import devices, incidents, metric_rules, metrics, tags
 from iot.repo.device_list import DeviceQuery, list_devices
 
 # The list page shows the tenant's most used tags as filter links (all of them can be thousands).
@@ -26,6 +27,7 @@ DASHBOARD_TAGS = 50
 router = APIRouter()
 
 PAGE_SIZE = 50
+MAX_METRIC_COLUMNS = 5
 LIST_SORTS = ("name", "state", "latency")
 MAX_CSV_BYTES = 2 * 1024 * 1024
 MAX_PAGE_NUMBER = INT8_MAX // PAGE_SIZE  # keeps the offset inside bigint
@@ -42,6 +44,7 @@ class ListParams:
     dir: str = "asc"
     page: int = 1
     tags: tuple[str, ...] = ()  # devices having all of these
+    metrics: tuple[str, ...] = ()  # latest value columns, e.g. ?metrics=temperature,battery
 
     @classmethod
     def from_request(cls, request: Request) -> ListParams:
@@ -57,6 +60,7 @@ class ListParams:
         valid_tags = (normalise_tag(t) for t in qp.getlist("tag")[:MAX_TAGS])
         return cls(
             tags=tuple(dict.fromkeys(tag for tag, problem in valid_tags if problem is None)),
+            metrics=metric_columns(qp.get("metrics", "")),
             q=q if text_problem(q, MAX_SEARCH) is None else "",
             state=state if state in devices.STATES else "",
             region=region if DNS_LABEL.fullmatch(region) else "",
@@ -66,7 +70,7 @@ class ListParams:
         )
 
     def query_string(self, **override: object) -> str:
-        values = {"tag": list(self.tags), "q": self.q, "state": self.state, "region": self.region,
+        values = {"tag": list(self.tags), "metrics": ",".join(self.metrics), "q": self.q, "state": self.state, "region": self.region,
                   "sort": self.sort, "dir": self.dir, "page": self.page, **override}
         return urlencode({k: v for k, v in values.items() if v not in ("", None, [])}, doseq=True)
 
@@ -85,10 +89,18 @@ class ListParams:
         )
 
 
+def metric_columns(raw: str) -> tuple[str, ...]:
+    """`temperature, battery` -> the first MAX_METRIC_COLUMNS valid metric names (others are ignored)."""
+    names = (n.strip() for n in raw[:MAX_SEARCH].split(","))
+    valid = (n for n in names if n and text_problem(n, MAX_NAME) is None)
+    return tuple(dict.fromkeys(valid))[:MAX_METRIC_COLUMNS]
+
+
 async def list_values(ctx: TenantRequest, params: ListParams) -> dict[str, object]:
     result = await list_devices(ctx.db, ctx.tenant.id, params.device_query())
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
-    return {"params": params, "devices": result.items, "total": result.total, "pages": pages}
+    latest = await metrics.latest_for(ctx.db, ctx.tenant.id, [d.id for d in result.items], list(params.metrics))
+    return {"params": params, "devices": result.items, "total": result.total, "pages": pages, "latest": latest}
 
 
 @router.get("/devices")
@@ -203,11 +215,15 @@ async def _chart(ctx: TenantRequest, device: devices.Device, regions: list[str],
 
 
 @router.get("/devices/{device_id}")
-async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str = "hour") -> Response:
+async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str = "hour",
+                      metric_window: str = "hour") -> Response:
     values = await _detail_values(ctx, device_id)
     regions = [r.region for r in values["region_states"]]  # type: ignore[attr-defined]
     chart = await _chart(ctx, values["device"], regions, window)  # type: ignore[arg-type]
-    return ctx.render(request, "device.html", page="devices", chart=chart, **values)
+    shown_window, charts = await metric_charts(ctx, device_id, metric_window)
+    return ctx.render(request, "device.html", page="devices", chart=chart, metric_window=shown_window,
+                      metric_charts=charts, window_labels=WINDOW_LABELS,
+                      metric_rules=await metric_rules.rules_for_device(ctx.db, ctx.tenant.id, device_id), **values)
 
 
 @router.get("/fragments/devices/{device_id}")
