@@ -230,3 +230,55 @@ async def test_ingest_writes_minute_rollups_with_last_by_timestamp(pool):
         (minute + timedelta(minutes=1), 1, 2.0, 4.0, 2.0, 2.0, 2.0),
     ]
     await writer.stop()
+
+
+async def test_the_leading_worker_runs_the_rules_and_a_recovery_resolves(database_url: str, redis_url: str):
+    """The real WorkerService: its leader evaluates rules every METRIC_RULES_PERIOD_SECONDS on live points."""
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+
+    from iot import db
+    from iot.db.migrate import migrate
+    from iot.settings import WorkerSettings
+    from iot.worker.main import WorkerService
+
+    await migrate(database_url)
+    pool = await db.create_pool(database_url)
+    writer = MetricWriter(pool)
+    writer.start()
+    tenant = await _tenant(pool, "acme")
+    fridge = await _device(pool, tenant, "fridge-1")
+    await _rule(pool, tenant, "temperature", ">", 8, device=fridge, for_s=300)
+    now = datetime.now(UTC)
+    await _push(writer, fridge, "temperature", [(now - timedelta(minutes=m), 9.0) for m in range(6, -1, -1)])
+
+    client = aioredis.Redis.from_url(redis_url)
+    worker = WorkerService(WorkerSettings(database_url=database_url, redis_url=redis_url, instance_id="w",
+                                          metric_rules_period_seconds=0.2), client, pool)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 15
+        while not await condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    await until(lambda: _has(pool, "SELECT 1 FROM incidents WHERE kind = 'metric' AND resolved_at IS NULL"),
+                "the worker to open the metric incident")
+    await _push(writer, fridge, "temperature", [(datetime.now(UTC), 6.0)])
+    await until(lambda: _has(pool, "SELECT 1 FROM incidents WHERE kind = 'metric' AND resolved_at IS NOT NULL"),
+                "the worker to resolve it")
+    events = await pool.fetch("SELECT event_type FROM webhook_deliveries ORDER BY id")
+    assert [e["event_type"] for e in events] == ["incident.opened", "incident.resolved"]
+    stop.set()
+    await task
+    await writer.stop()
+    await client.aclose()
+    await pool.close()
+
+
+async def _has(pool, sql: str) -> bool:
+    return await pool.fetchval(sql) is not None

@@ -54,6 +54,10 @@ CREATE INDEX metric_rules_tenant ON metric_rules (tenant_id, id);
 CREATE INDEX metric_rules_enabled ON metric_rules (id) WHERE enabled;
 CREATE INDEX metric_rules_device ON metric_rules (device_id) WHERE device_id IS NOT NULL;
 
+-- Rule passes and the hour chart read one metric of one device over a time span: exact with the name in the key
+-- (the (device_id, ts) index would also read every other metric the device pushed in that span).
+CREATE INDEX device_metrics_device_name_ts ON device_metrics (device_id, name, ts DESC);
+
 -- Incidents of kind 'metric' carry their rule in details.rule_id. A device may have one open state incident
 -- (down/degraded/silent) and, besides it, one open incident per metric rule.
 ALTER TABLE incidents DROP CONSTRAINT incidents_kind_check;
