@@ -282,3 +282,30 @@ async def test_the_leading_worker_runs_the_rules_and_a_recovery_resolves(databas
 
 async def _has(pool, sql: str) -> bool:
     return await pool.fetchval(sql) is not None
+
+
+async def test_astronomic_values_of_one_tenant_do_not_stop_the_rules_of_others(pool):
+    """Squares of 1e200 overflow a float: the rollups and the anomaly baseline must neither fail ingest nor the
+    pass, and the other tenant's rule still opens its incident."""
+    writer = MetricWriter(pool)
+    writer.start()
+    odd = await _tenant(pool, "odd")
+    acme = await _tenant(pool, "acme")
+    rocket = await _device(pool, odd, "rocket")
+    fridge = await _device(pool, acme, "fridge-1")
+    anomaly = await _rule(pool, odd, "thrust", kind="anomaly", z_score=3, device=rocket)
+    threshold = await _rule(pool, odd, "thrust", ">", 0, device=rocket)
+    acme_rule = await _rule(pool, acme, "temperature", ">", 8, device=fridge)
+    start = T0 - timedelta(hours=3)
+    # two batches into the same minutes: squares of 1.2e154 are finite, their sum is not (Postgres would refuse
+    # the upsert's addition); squares of 1e200 are infinite at once
+    for value in (1.2e154, 1.2e154, 1e200):
+        await _push(writer, rocket, "thrust", [(start + timedelta(minutes=m), value * (1 + m % 3)) for m in range(60)])
+    await _push(writer, rocket, "thrust", [(_at(0), -1.7e308), (_at(0.5), 1.7e308)])
+    await _push(writer, fridge, "temperature", [(_at(0), 9.0)])
+    result = await evaluate_rules(pool, now=_at(1).timestamp())
+    assert (acme_rule, fridge) in result.opened
+    # the odd tenant is judged too: its threshold rule opens, its anomaly rule has no usable baseline
+    assert (threshold, rocket) in result.opened and (anomaly, rocket) not in result.opened
+    assert await pool.fetchval("SELECT count(*) FROM metric_rollups WHERE device_id = $1", rocket) == 61
+    await writer.stop()
