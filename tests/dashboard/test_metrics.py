@@ -176,6 +176,15 @@ def test_device_page_with_metric_charts_in_chromium(dashboard, width: int) -> No
             expect(page.locator('figure[data-metric="temperature"] svg')).to_have_attribute(
                 "aria-label", "temperature of fridge-1 over the last 30 days")
             page.screenshot(path=str(Path(ARTIFACTS, f"metrics-device-month-{width}.png")), full_page=True)
+            # the add form shows a push device's fields only: no timeout; grace only for push
+            page.goto(f"{base}/devices/new")
+            form = page.locator("form").filter(has=page.locator('select[name="kind"]')).first
+            form.locator('select[name="kind"]').select_option("push")
+            expect(form.locator('input[name="timeout_ms"]')).to_be_hidden()
+            expect(form.locator('input[name="grace_s"]')).to_be_visible()
+            form.locator('select[name="kind"]').select_option("http")
+            expect(form.locator('input[name="timeout_ms"]')).to_be_visible()
+            expect(form.locator('input[name="grace_s"]')).to_be_hidden()
             page.goto(f"{base}/rules")
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"rules page is {overflow} px wider than the {width} px viewport"
