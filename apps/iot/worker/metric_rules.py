@@ -59,9 +59,14 @@ WITH p AS (
            d.id AS device_id, d.name AS device_name,
            to_timestamp($1) - make_interval(secs => r.for_s + $2) AS since
     FROM metric_rules r
-    JOIN devices d ON d.tenant_id = r.tenant_id AND d.enabled
-         AND (d.id = r.device_id OR (r.tag IS NOT NULL AND d.tags @> ARRAY[r.tag]))
-    WHERE r.enabled AND r.tenant_id = $5
+    JOIN devices d ON d.id = r.device_id AND d.tenant_id = r.tenant_id AND d.enabled
+    WHERE r.enabled AND r.tenant_id = $5 AND r.device_id IS NOT NULL
+    UNION ALL  -- two joins, not one OR: each is index-backed (primary key; the GIN index on tags)
+    SELECT r.id, r.tenant_id, r.metric, r.kind, r.operator, r.threshold, r.z_score, r.for_s, d.id, d.name,
+           to_timestamp($1) - make_interval(secs => r.for_s + $2)
+    FROM metric_rules r
+    JOIN devices d ON d.tags @> ARRAY[r.tag] AND d.tenant_id = r.tenant_id AND d.enabled
+    WHERE r.enabled AND r.tenant_id = $5 AND r.tag IS NOT NULL
 )
 SELECT p.rule_id, p.tenant_id, p.metric, p.kind, p.operator, p.threshold, p.z_score, p.for_s, p.device_id,
        p.device_name, b.mean, b.stddev, b.n AS baseline_points,
@@ -80,9 +85,10 @@ LEFT JOIN LATERAL (
     WHERE s.n >= $4
 ) b ON true
 LEFT JOIN LATERAL (SELECT m.ts, m.value, {_MATCHES} AS matches {_POINTS} ORDER BY m.ts DESC LIMIT 1) last ON true
-LEFT JOIN LATERAL (SELECT max(m.ts) AS ts {_POINTS} AND NOT ({_MATCHES})) bad ON last.matches
-LEFT JOIN LATERAL (SELECT min(m.ts) AS start {_POINTS} AND m.ts > coalesce(bad.ts, '-infinity')) streak
-    ON last.matches
+-- ORDER BY .. LIMIT 1 rather than max()/min(): the index scan stops at the first row that qualifies
+LEFT JOIN LATERAL (SELECT m.ts {_POINTS} AND NOT ({_MATCHES}) ORDER BY m.ts DESC LIMIT 1) bad ON last.matches
+LEFT JOIN LATERAL (SELECT m.ts AS start {_POINTS} AND m.ts > coalesce(bad.ts, '-infinity') ORDER BY m.ts LIMIT 1
+) streak ON last.matches
 """
 
 SELECT_OPEN_METRIC_INCIDENTS = """
