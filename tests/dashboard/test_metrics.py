@@ -208,3 +208,19 @@ def test_metric_chart_axis_covers_negative_values_and_joins_sparse_points() -> N
     for pair in series.paths[0].split():
         y = float(pair.split(",")[1])
         assert y0 <= y <= y1
+
+
+def test_hostile_metric_names_are_escaped_everywhere(dashboard) -> None:
+    tenant = new_tenant(dashboard.database_url, "metrics-hostile")
+    (device,) = create_devices(dashboard.database_url, tenant, [DeviceSpec("d", "push", None)])
+    evil = '"><script>alert(1)</script>'
+    run(_ingest(dashboard.database_url, device, [(datetime.now(UTC), evil, 1.0)]))
+    client = dashboard.signed_in(tenant)
+    csrf = csrf_of(client.get("/rules").text)
+    assert client.post("/rules", data={"csrf": csrf, "metric": evil, "operator": ">", "threshold": "1",
+                                       "device": "d"}).status_code == 303
+    for path in (f"/devices/{device}", f"/fragments/devices/{device}/metrics", "/rules",
+                 "/devices?metrics=" + evil.replace("<", "%3C").replace(">", "%3E").replace('"', "%22")):
+        page = client.get(path)
+        assert page.status_code == 200 and "<script>alert(1)" not in page.text, path
+        assert "&lt;script&gt;" in page.text, path
