@@ -49,8 +49,9 @@ WHERE r.tenant_id = $1 AND r.id = $2
 RETURNING {COLUMNS}
 """
 DELETE_RULE = "DELETE FROM metric_rules WHERE tenant_id = $1 AND id = $2"
-# Serialises rule creation per tenant, so two concurrent creates cannot both pass the MAX_RULES count.
-LOCK_TENANT = "SELECT id FROM tenants WHERE id = $1 FOR UPDATE"
+# Serialises rule creation per tenant, so two concurrent creates cannot both pass the MAX_RULES count. NO KEY:
+# rows that reference the tenant (devices, incidents, deliveries) can still be written meanwhile.
+LOCK_TENANT = "SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
 
 
 @dataclass(slots=True)
