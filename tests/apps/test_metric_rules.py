@@ -230,3 +230,82 @@ async def test_ingest_writes_minute_rollups_with_last_by_timestamp(pool):
         (minute + timedelta(minutes=1), 1, 2.0, 4.0, 2.0, 2.0, 2.0),
     ]
     await writer.stop()
+
+
+async def test_the_leading_worker_runs_the_rules_and_a_recovery_resolves(database_url: str, redis_url: str):
+    """The real WorkerService: its leader evaluates rules every METRIC_RULES_PERIOD_SECONDS on live points."""
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+
+    from iot import db
+    from iot.db.migrate import migrate
+    from iot.settings import WorkerSettings
+    from iot.worker.main import WorkerService
+
+    await migrate(database_url)
+    pool = await db.create_pool(database_url)
+    writer = MetricWriter(pool)
+    writer.start()
+    tenant = await _tenant(pool, "acme")
+    fridge = await _device(pool, tenant, "fridge-1")
+    await _rule(pool, tenant, "temperature", ">", 8, device=fridge, for_s=300)
+    now = datetime.now(UTC)
+    await _push(writer, fridge, "temperature", [(now - timedelta(minutes=m), 9.0) for m in range(6, -1, -1)])
+
+    client = aioredis.Redis.from_url(redis_url)
+    worker = WorkerService(WorkerSettings(database_url=database_url, redis_url=redis_url, instance_id="w",
+                                          metric_rules_period_seconds=0.2), client, pool)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 15
+        while not await condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
+
+    await until(lambda: _has(pool, "SELECT 1 FROM incidents WHERE kind = 'metric' AND resolved_at IS NULL"),
+                "the worker to open the metric incident")
+    await _push(writer, fridge, "temperature", [(datetime.now(UTC), 6.0)])
+    await until(lambda: _has(pool, "SELECT 1 FROM incidents WHERE kind = 'metric' AND resolved_at IS NOT NULL"),
+                "the worker to resolve it")
+    events = await pool.fetch("SELECT event_type FROM webhook_deliveries ORDER BY id")
+    assert [e["event_type"] for e in events] == ["incident.opened", "incident.resolved"]
+    stop.set()
+    await task
+    await writer.stop()
+    await client.aclose()
+    await pool.close()
+
+
+async def _has(pool, sql: str) -> bool:
+    return await pool.fetchval(sql) is not None
+
+
+async def test_astronomic_values_of_one_tenant_do_not_stop_the_rules_of_others(pool):
+    """Squares of 1e200 overflow a float: the rollups and the anomaly baseline must neither fail ingest nor the
+    pass, and the other tenant's rule still opens its incident."""
+    writer = MetricWriter(pool)
+    writer.start()
+    odd = await _tenant(pool, "odd")
+    acme = await _tenant(pool, "acme")
+    rocket = await _device(pool, odd, "rocket")
+    fridge = await _device(pool, acme, "fridge-1")
+    anomaly = await _rule(pool, odd, "thrust", kind="anomaly", z_score=3, device=rocket)
+    threshold = await _rule(pool, odd, "thrust", ">", 0, device=rocket)
+    acme_rule = await _rule(pool, acme, "temperature", ">", 8, device=fridge)
+    start = T0 - timedelta(hours=3)
+    # two batches into the same minutes: squares of 1.2e154 are finite, their sum is not (Postgres would refuse
+    # the upsert's addition); squares of 1e200 are infinite at once
+    for value in (1.2e154, 1.2e154, 1e200):
+        await _push(writer, rocket, "thrust", [(start + timedelta(minutes=m), value * (1 + m % 3)) for m in range(60)])
+    await _push(writer, rocket, "thrust", [(_at(0), -1.7e308), (_at(0.5), 1.7e308)])
+    await _push(writer, fridge, "temperature", [(_at(0), 9.0)])
+    result = await evaluate_rules(pool, now=_at(1).timestamp())
+    assert (acme_rule, fridge) in result.opened
+    # the odd tenant is judged too: its threshold rule opens, its anomaly rule has no usable baseline
+    assert (threshold, rocket) in result.opened and (anomaly, rocket) not in result.opened
+    assert await pool.fetchval("SELECT count(*) FROM metric_rollups WHERE device_id = $1", rocket) == 61
+    await writer.stop()

@@ -159,3 +159,14 @@ def test_series_for_each_range_and_latest_values(tracker: Tracker) -> None:
         assert api.get(f"/v1/devices/{device}/metrics", params={"name": "nothing"}).json()["points"] == []
     rows = db_query(tracker, "SELECT count(*) FROM metric_rollups WHERE device_id = $1", device)
     assert rows[0][0] == 6
+
+
+def test_rule_count_is_capped_per_tenant(tracker: Tracker) -> None:
+    with _tenant(tracker) as api, _tenant(tracker) as other:
+        tenant_id = api.get("/v1/tenant").json()["id"]
+        db_query(tracker, "INSERT INTO metric_rules (tenant_id, tag, metric, operator, threshold) "
+                          "SELECT $1, 'fleet', 'm' || i, '>', i FROM generate_series(1, 500) i", tenant_id)
+        body = {"metric": "t", "operator": ">", "threshold": 1, "tag": "fleet"}
+        assert_error(api.post("/v1/metric-rules", json=body), 409, "body", "at most 500 metric rules")
+        assert len(api.get("/v1/metric-rules").json()) == 500
+        assert other.post("/v1/metric-rules", json=body).status_code == 201  # another tenant's count

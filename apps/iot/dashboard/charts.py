@@ -1,4 +1,4 @@
-"""Latency charts as plain geometry, drawn server-side as inline SVG by `templates/_chart.html`.
+"""Latency and metric charts as plain geometry, drawn server-side as inline SVG by `templates/_chart.html`.
 
 Input is the per-minute rollups (or coarser buckets for the day view) of one device, per region;
 output is everything the template needs: one polyline per region (broken at gaps, so a silent
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 WIDTH, HEIGHT = 720, 240
@@ -43,6 +43,8 @@ WINDOWS = {
     "7d": Window("7d", timedelta(days=7), timedelta(hours=1), timedelta(days=1), "%d %b"),
     "30d": Window("30d", timedelta(days=30), timedelta(hours=6), timedelta(days=5), "%d %b"),
     "90d": Window("90d", timedelta(days=90), timedelta(days=1), timedelta(days=15), "%d %b"),
+    # Issue 15: metric charts' 30 days, per hour from the metric rollups.
+    "month": Window("month", timedelta(days=30), timedelta(hours=1), timedelta(days=5), "%d %b"),
 }
 
 
@@ -81,7 +83,10 @@ def nice_ceiling(value: float) -> float:
     return 10 * exp
 
 
-def build_chart(buckets: Iterable[Bucket], window: Window, end: datetime, regions: Sequence[str] = ()) -> Chart:
+def build_chart(buckets: Iterable[Bucket], window: Window, end: datetime, regions: Sequence[str] = (),
+                unit: str = " ms") -> Chart:
+    """One line per region (metric charts: per metric name); the y axis spans 0 to the peak, or below 0 when
+    values are negative (metrics such as a freezer's temperature)."""
     start = end - window.span
     x0, y0, x1, y1 = LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM
     span_s = window.span.total_seconds()
@@ -93,11 +98,13 @@ def build_chart(buckets: Iterable[Bucket], window: Window, end: datetime, region
     for b in buckets:
         if start <= b.start <= end:
             by_region.setdefault(b.region, []).append(b)
-    peak = max((b.latency_ms for bs in by_region.values() for b in bs if b.latency_ms is not None), default=0.0)
-    y_max = nice_ceiling(peak * 1.1) if peak else 100.0
+    values = [b.latency_ms for bs in by_region.values() for b in bs if b.latency_ms is not None]
+    peak, low = max(values, default=0.0), min(values, default=0.0)
+    y_min = -nice_ceiling(-low * 1.1) if low < 0 else 0.0
+    y_max = nice_ceiling(peak * 1.1) if peak > 0 else (0.0 if low < 0 else 100.0)
 
-    def y_of(ms: float) -> float:
-        return round(y1 - min(ms, y_max) / y_max * (y1 - y0), 1)
+    def y_of(value: float) -> float:
+        return round(y1 - (min(max(value, y_min), y_max) - y_min) / (y_max - y_min) * (y1 - y0), 1)
 
     series: list[Series] = []
     failures: dict[datetime, tuple[int, int]] = {}
@@ -127,7 +134,7 @@ def build_chart(buckets: Iterable[Bucket], window: Window, end: datetime, region
                 s.dots.append(xy)  # the latest measurement stands out
         series.append(s)
 
-    y_ticks = [(y_of(y_max * k / 4), f"{y_max * k / 4:g} ms") for k in range(5)]
+    y_ticks = [(y_of(v), f"{v:g}{unit}") for v in (y_min + (y_max - y_min) * k / 4 for k in range(5))]
     x_ticks: list[tuple[float, str]] = []
     tick_s = window.tick_every.total_seconds()
     t = datetime.fromtimestamp(math.ceil(start.timestamp() / tick_s) * tick_s, tz=start.tzinfo)
@@ -151,3 +158,16 @@ def _close_segment(series: Series, points: list[str], last: tuple[float, float] 
     series.paths.append(" ".join(points))
     if len(points) == 1 and last is not None:
         series.dots.append(last)  # a lone point would be an invisible line: draw it as a dot
+
+
+def metric_chart(points: Sequence[tuple[datetime, float, int]], name: str, window: Window, end: datetime) -> Chart:
+    """A device's metric (points: time, value or bucket mean, point count) on the latency chart's geometry.
+
+    Raw points come as often as the device sends them: the line breaks only at gaps well beyond its usual
+    spacing (the median), not at every gap longer than the window's bucket."""
+    times = sorted(ts for ts, _, _ in points)
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+    if gaps and gaps[len(gaps) // 2] > window.bucket:
+        window = replace(window, bucket=gaps[len(gaps) // 2])
+    return build_chart((Bucket(name, ts, count, 0, value) for ts, value, count in points), window, end, [name],
+                       unit="")

@@ -22,10 +22,12 @@ MAX_RULES = 500  # per tenant: every pass evaluates each rule on each device it 
 MAX_FOR_S = 86_400
 MAX_ABS_THRESHOLD = 1e15
 
-COLUMNS = "id, device_id, tag, metric, kind, operator, threshold, z_score, for_s, enabled, created_at, updated_at"
+COLUMNS = """r.id, r.device_id, (SELECT d.name FROM devices d WHERE d.id = r.device_id AND d.tenant_id = r.tenant_id)
+    AS device_name, r.tag, r.metric, r.kind, r.operator, r.threshold, r.z_score, r.for_s, r.enabled, r.created_at,
+    r.updated_at"""
 
-SELECT_RULES = f"SELECT {COLUMNS} FROM metric_rules WHERE tenant_id = $1 ORDER BY id LIMIT $2"
-SELECT_RULE = f"SELECT {COLUMNS} FROM metric_rules WHERE tenant_id = $1 AND id = $2"
+SELECT_RULES = f"SELECT {COLUMNS} FROM metric_rules r WHERE r.tenant_id = $1 ORDER BY r.id LIMIT $2"
+SELECT_RULE = f"SELECT {COLUMNS} FROM metric_rules r WHERE r.tenant_id = $1 AND r.id = $2"
 SELECT_DEVICE_RULES = f"""
 SELECT {COLUMNS} FROM metric_rules r
 WHERE r.tenant_id = $1
@@ -34,20 +36,22 @@ ORDER BY r.id
 """
 COUNT_RULES = "SELECT count(*) FROM metric_rules WHERE tenant_id = $1"
 SELECT_TENANT_DEVICE = "SELECT id FROM devices WHERE tenant_id = $1 AND id = $2"
+SELECT_DEVICE_BY_NAME = "SELECT id FROM devices WHERE tenant_id = $1 AND name = $2"
 INSERT_RULE = f"""
-INSERT INTO metric_rules (tenant_id, device_id, tag, metric, kind, operator, threshold, z_score, for_s, enabled)
+INSERT INTO metric_rules AS r (tenant_id, device_id, tag, metric, kind, operator, threshold, z_score, for_s, enabled)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING {COLUMNS}
 """
 UPDATE_RULE = f"""
-UPDATE metric_rules SET device_id = $3, tag = $4, metric = $5, kind = $6, operator = $7, threshold = $8,
+UPDATE metric_rules r SET device_id = $3, tag = $4, metric = $5, kind = $6, operator = $7, threshold = $8,
     z_score = $9, for_s = $10, enabled = $11, updated_at = now()
-WHERE tenant_id = $1 AND id = $2
+WHERE r.tenant_id = $1 AND r.id = $2
 RETURNING {COLUMNS}
 """
 DELETE_RULE = "DELETE FROM metric_rules WHERE tenant_id = $1 AND id = $2"
-# Serialises rule creation per tenant, so two concurrent creates cannot both pass the MAX_RULES count.
-LOCK_TENANT = "SELECT id FROM tenants WHERE id = $1 FOR UPDATE"
+# Serialises rule creation per tenant, so two concurrent creates cannot both pass the MAX_RULES count. NO KEY:
+# rows that reference the tenant (devices, incidents, deliveries) can still be written meanwhile.
+LOCK_TENANT = "SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
 
 
 @dataclass(slots=True)
@@ -67,6 +71,7 @@ class RuleSpec:
 class MetricRule:
     id: int
     device_id: int | None
+    device_name: str | None
     tag: str | None
     metric: str
     kind: str
@@ -155,6 +160,11 @@ async def _check_device(conn: Any, tenant_id: int, spec: RuleSpec) -> None:
         raise InputError("device_id", f"no such device: {spec.device_id}; use the id of one of your devices")
 
 
+async def device_id_by_name(db: Executor, tenant_id: int, name: str) -> int | None:
+    """The tenant's device of that name (the dashboard picks a rule's device by name)."""
+    return await db.fetchval(SELECT_DEVICE_BY_NAME, tenant_id, name)
+
+
 async def list_rules(db: Executor, tenant_id: int) -> list[MetricRule]:
     return [_rule(r) for r in await db.fetch(SELECT_RULES, tenant_id, MAX_RULES)]
 
@@ -186,7 +196,7 @@ async def update_rule(db: Executor, tenant_id: int, rule_id: int, changes: dict[
     """Apply `changes` (field -> value) to the rule and validate the result; None when there is no such rule."""
     check_ids(rule_id=rule_id)
     async with connection(db) as conn, conn.transaction():
-        current = await conn.fetchrow(SELECT_RULE + " FOR UPDATE", tenant_id, rule_id)
+        current = await conn.fetchrow(SELECT_RULE + " FOR UPDATE OF r", tenant_id, rule_id)
         if current is None:
             return None
         merged = {f.name: current[f.name] for f in fields(RuleSpec)} | changes

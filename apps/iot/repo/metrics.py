@@ -7,6 +7,7 @@ hourly buckets of the rollups for 30 days (720 at most).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -95,8 +96,14 @@ async def series(db: Executor, tenant_id: int, device_id: int, name: str, range_
     sql = SERIES_SQL[range_]
     args: tuple = (tenant_id, device_id, name) + ((MAX_RAW_POINTS,) if range_ == "1h" else ())
     rows = await db.fetch(sql, *args)
-    points = [SeriesPoint(r["ts"], r["value"], r["min"], r["max"], r["count"]) for r in rows]
+    points = [SeriesPoint(r["ts"], _mean(r["value"], r["min"], r["max"]), r["min"], r["max"], r["count"])
+              for r in rows]
     return Series(name, range_, RANGES[range_][1], points, range_ == "1h" and len(points) == MAX_RAW_POINTS)
+
+
+def _mean(value: float, low: float, high: float) -> float:
+    """The bucket mean, or the middle of its range when astronomic values made the sum infinite (ingest)."""
+    return value if math.isfinite(value) else low / 2 + high / 2
 
 
 async def latest(db: Executor, tenant_id: int, device_id: int) -> list[Latest]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,7 @@ ON CONFLICT (device_id, name, minute) DO UPDATE SET
     last = CASE WHEN EXCLUDED.last_ts >= metric_rollups.last_ts THEN EXCLUDED.last ELSE metric_rollups.last END,
     last_ts = greatest(metric_rollups.last_ts, EXCLUDED.last_ts)
 """
+MAX_ROLLUP_SUM = 1e300
 UPSERT_METRIC_LATEST = """
 INSERT INTO metric_latest (device_id, name, value, ts)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::timestamptz[])
@@ -207,6 +209,12 @@ def rollup_columns(records: list[tuple[int, datetime, str, float]]) -> list[list
         g[4] = max(g[4], value)
         if ts >= g[6]:
             g[5], g[6] = value, ts
+    for g in groups.values():
+        # Sums past 1e300 are stored as infinite: Postgres then never overflows adding the next batch (it refuses
+        # finite + finite = inf), and readers treat such minutes as unusable for means and baselines.
+        for i in (1, 2):
+            if abs(g[i]) > MAX_ROLLUP_SUM:
+                g[i] = math.copysign(math.inf, g[i])
     keys = sorted(groups)
     columns: list[list] = [[k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]]
     columns += [[groups[k][i] for k in keys] for i in range(7)]

@@ -7,11 +7,12 @@ from iot.dashboard.routes import (
     history,
     incidents,
     maintenance,
+    metrics,
     notifications,
     overview,
     settings,
 )
 
 # fleet before devices: its /devices/bulk must not be taken for /devices/{device_id}.
-ROUTERS = (auth.router, overview.router, fleet.router, devices.router, settings.router, notifications.router,
-           incidents.router, maintenance.router, history.router)
+ROUTERS = (auth.router, overview.router, fleet.router, devices.router, metrics.router, settings.router,
+           notifications.router, incidents.router, maintenance.router, history.router)

@@ -17,9 +17,20 @@ from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.dashboard.forms import device_changes, new_device_spec
 from iot.dashboard.parents import parent_choices
 from iot.dashboard.routes.history import sla_values, uptime_summary
+from iot.dashboard.routes.metrics import WINDOW_LABELS, metric_charts
 from iot.errors import InputError, QuotaExceeded
-from iot.inputs import DNS_LABEL, INT8_MAX, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
-from iot.repo import device_checks, device_parents, devices, history, incidents, maintenance, tags
+from iot.inputs import DNS_LABEL, INT8_MAX, MAX_NAME, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
+from iot.repo import (
+    device_checks,
+    device_parents,
+    devices,
+    history,
+    incidents,
+    maintenance,
+    metric_rules,
+    metrics,
+    tags,
+)
 from iot.repo._db import connection
 from iot.repo.device_list import DeviceQuery, list_devices
 
@@ -29,6 +40,7 @@ DASHBOARD_TAGS = 50
 router = APIRouter()
 
 PAGE_SIZE = 50
+MAX_METRIC_COLUMNS = 5
 LIST_SORTS = ("name", "state", "latency")
 MAX_CSV_BYTES = 2 * 1024 * 1024
 MAX_PAGE_NUMBER = INT8_MAX // PAGE_SIZE  # keeps the offset inside bigint
@@ -45,6 +57,7 @@ class ListParams:
     dir: str = "asc"
     page: int = 1
     tags: tuple[str, ...] = ()  # devices having all of these
+    metrics: tuple[str, ...] = ()  # latest value columns, e.g. ?metrics=temperature,battery
 
     @classmethod
     def from_request(cls, request: Request) -> ListParams:
@@ -64,6 +77,7 @@ class ListParams:
         valid_tags = (normalise_tag(t) for t in qp.getlist("tag")[:MAX_TAGS] if isinstance(t, str))
         return cls(
             tags=tuple(dict.fromkeys(tag for tag, problem in valid_tags if problem is None)),
+            metrics=metric_columns(qp.get("metrics", "")),
             q=q if text_problem(q, MAX_SEARCH) is None else "",
             state=state if state in devices.STATES else "",
             region=region if DNS_LABEL.fullmatch(region) else "",
@@ -73,7 +87,7 @@ class ListParams:
         )
 
     def query_string(self, **override: object) -> str:
-        values = {"tag": list(self.tags), "q": self.q, "state": self.state, "region": self.region,
+        values = {"tag": list(self.tags), "metrics": ",".join(self.metrics), "q": self.q, "state": self.state, "region": self.region,
                   "sort": self.sort, "dir": self.dir, "page": self.page, **override}
         return urlencode({k: v for k, v in values.items() if v not in ("", None, [])}, doseq=True)
 
@@ -92,10 +106,18 @@ class ListParams:
         )
 
 
+def metric_columns(raw: str) -> tuple[str, ...]:
+    """`temperature, battery` -> the first MAX_METRIC_COLUMNS valid metric names (others are ignored)."""
+    names = (n.strip() for n in raw[:MAX_SEARCH].split(","))
+    valid = (n for n in names if n and text_problem(n, MAX_NAME) is None)
+    return tuple(dict.fromkeys(valid))[:MAX_METRIC_COLUMNS]
+
+
 async def list_values(ctx: TenantRequest, params: ListParams) -> dict[str, object]:
     result = await list_devices(ctx.db, ctx.tenant.id, params.device_query())
     pages = max(1, math.ceil(result.total / PAGE_SIZE))
-    return {"params": params, "devices": result.items, "total": result.total, "pages": pages}
+    latest = await metrics.latest_for(ctx.db, ctx.tenant.id, [d.id for d in result.items], list(params.metrics))
+    return {"params": params, "devices": result.items, "total": result.total, "pages": pages, "latest": latest}
 
 
 async def render_list(request: Request, ctx: TenantRequest, params: ListParams, status_code: int = 200,
@@ -249,7 +271,8 @@ async def _chart(ctx: TenantRequest, device: devices.Device, regions: list[str],
 
 
 @router.get("/devices/{device_id}")
-async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str = "hour") -> Response:
+async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str = "hour",
+                      metric_window: str = "hour") -> Response:
     values = await _detail_values(ctx, device_id)
     regions = [r.region for r in values["region_states"]]  # type: ignore[attr-defined]
     chart = await _chart(ctx, values["device"], regions, window)  # type: ignore[arg-type]
@@ -258,8 +281,11 @@ async def device_page(request: Request, ctx: Tenant, device_id: Id, window: str 
     parent_id = device.parent_id  # type: ignore[attr-defined]
     parent = await devices.get_device(ctx.db, ctx.tenant.id, parent_id) if parent_id else None
     uptime = await uptime_summary(ctx.db, ctx.tenant.id, device_id)
+    shown_window, charts = await metric_charts(ctx, device_id, metric_window)
     return ctx.render(request, "device.html", page="devices", chart=chart, options=options,
-                      parent=parent and parent.device, uptime=uptime, **values)
+                      parent=parent and parent.device, uptime=uptime, metric_window=shown_window,
+                      metric_charts=charts, window_labels=WINDOW_LABELS,
+                      metric_rules=await metric_rules.rules_for_device(ctx.db, ctx.tenant.id, device_id), **values)
 
 
 @router.get("/fragments/devices/{device_id}")

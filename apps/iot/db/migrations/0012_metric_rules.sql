@@ -54,6 +54,30 @@ CREATE INDEX metric_rules_tenant ON metric_rules (tenant_id, id);
 CREATE INDEX metric_rules_enabled ON metric_rules (id) WHERE enabled;
 CREATE INDEX metric_rules_device ON metric_rules (device_id) WHERE device_id IS NOT NULL;
 
+-- Rule passes and the hour chart read one metric of one device over a time span: exact with the name in the key
+-- (the (device_id, ts) index would also read every other metric the device pushed in that span).
+-- IF NOT EXISTS: on a large table, build it first by hand without blocking ingest (CREATE INDEX CONCURRENTLY
+-- device_metrics_device_name_ts ...), then migrate.
+CREATE INDEX IF NOT EXISTS device_metrics_device_name_ts ON device_metrics (device_id, name, ts DESC);
+
+-- Points stored before this migration: rollups and latest values of the last 30 days (the longest chart), so
+-- charts and anomaly baselines do not start empty. Sums in numeric (no float overflow on astronomic values);
+-- beyond 1e300 stored as infinite, as the ingest writer does.
+INSERT INTO metric_rollups (device_id, name, minute, count, sum, sum_sq, min, max, last, last_ts)
+SELECT device_id, name, minute, n,
+       CASE WHEN abs(s) > 1e300 THEN sign(s)::float8 * 'Infinity'::float8 ELSE s::float8 END,
+       CASE WHEN sq > 1e300 THEN 'Infinity'::float8 ELSE sq::float8 END,
+       lo, hi, last_value, last_ts
+FROM (SELECT device_id, name, date_trunc('minute', ts) AS minute, count(*) AS n, sum(value::numeric) AS s,
+             sum(value::numeric * value::numeric) AS sq, min(value) AS lo, max(value) AS hi,
+             (array_agg(value ORDER BY ts DESC))[1] AS last_value, max(ts) AS last_ts
+      FROM device_metrics WHERE ts > now() - interval '30 days'
+      GROUP BY 1, 2, 3) g;
+INSERT INTO metric_latest (device_id, name, value, ts)
+SELECT DISTINCT ON (device_id, name) device_id, name, value, ts
+FROM device_metrics WHERE ts > now() - interval '30 days'
+ORDER BY device_id, name, ts DESC;
+
 -- Incidents of kind 'metric' carry their rule in details.rule_id. A device may have one open state incident
 -- (down/degraded/silent) and, besides it, one open incident per metric rule.
 ALTER TABLE incidents DROP CONSTRAINT incidents_kind_check;

@@ -55,6 +55,7 @@ class MetricRuleOut(BaseModel):
     id: int
     metric: str
     device_id: int | None
+    device_name: str | None = Field(description="The device's name, for a device rule.")
     tag: str | None
     kind: RuleKind
     operator: Operator | None
