@@ -80,7 +80,7 @@ def test_crud_answers_configs_masked_and_stores_them_sealed(tracker: Tracker) ->
                                                 "config": {"url": SLACK_URL}})
     assert created.status_code == 201, created.text
     channel = created.json()
-    assert channel["events"] == ["down", "up", "degraded", "silent"] and channel["route"] == "all"
+    assert channel["events"] == ["down", "up", "degraded", "silent", "metric"] and channel["route"] == "all"
     assert "abcdefghijklmnopqrstuvwx" not in created.text and "B0HIJKLMN" not in created.text
     assert channel["config"]["url"].startswith("slack://")
     sealed = db_fetch(tracker, "SELECT config_sealed FROM channels WHERE id = $1", channel["id"])[0][0]

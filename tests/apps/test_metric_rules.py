@@ -309,3 +309,30 @@ async def test_astronomic_values_of_one_tenant_do_not_stop_the_rules_of_others(p
     assert (threshold, rocket) in result.opened and (anomaly, rocket) not in result.opened
     assert await pool.fetchval("SELECT count(*) FROM metric_rollups WHERE device_id = $1", rocket) == 61
     await writer.stop()
+
+
+async def test_a_metric_incident_reaches_the_channels_that_asked_for_metric_events_on_that_device(pool):
+    # Channels (issue 14) get metric incidents too: routed by tag, only when "metric" is among their events.
+    writer = MetricWriter(pool)
+    writer.start()
+    tenant = await _tenant(pool, "acme", webhook=False)
+    fridge = await _device(pool, tenant, "fridge-1", tags=["site:berlin"])
+    other = await _device(pool, tenant, "fridge-2", tags=["site:paris"])
+    channels = {}
+    for name, events, tags in (("berlin", ["down", "metric"], ["site:berlin"]), ("states only", ["down"], ["site:berlin"]),
+                               ("paris", ["metric"], ["site:paris"])):
+        channels[name] = await pool.fetchval(
+            "INSERT INTO channels (tenant_id, name, kind, config_sealed, events, route, route_tags) "
+            "VALUES ($1, $2, 'apprise', 'x', $3, 'tags', $4) RETURNING id", tenant, name, events, tags)
+    await _rule(pool, tenant, "battery", "<", 15, device=fridge)
+    await _push(writer, fridge, "battery", [(_at(0), 14.0)])
+    await evaluate_rules(pool, now=_at(0).timestamp())
+    await _push(writer, fridge, "battery", [(_at(1), 60.0)])
+    await evaluate_rules(pool, now=_at(1).timestamp())
+    rows = await pool.fetch("SELECT channel_id, event_type, payload->>'kind' AS kind FROM webhook_deliveries ORDER BY id")
+    assert [(r["channel_id"], r["event_type"], r["kind"]) for r in rows] == [
+        (channels["berlin"], "incident.opened", "metric"), (channels["berlin"], "incident.resolved", "metric")]
+    assert other  # the paris channel's device has no rule: nothing for it
+    await evaluate_rules(pool, now=_at(1).timestamp())  # a replayed pass enqueues nothing twice
+    assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 2
+    await writer.stop()

@@ -67,6 +67,7 @@ def test_scrub_removes_every_token_and_bounds_the_text() -> None:
     ("up", "gw is UP", "up again after 1h 2m down"),
     ("degraded", "gw is DEGRADED", "gw is down: failing from frankfurt, tokyo"),
     ("silent", "gw is SILENT", "gw is down: failing from frankfurt, tokyo"),
+    ("metric", "gw: gw is down: failing from frankfurt, tokyo", "gw is down: failing from frankfurt, tokyo"),
     ("region_unhealthy", "Monitoring region tokyo is unhealthy", "judged by the other regions"),
 ])
 def test_every_event_kind_renders_with_the_device_link(kind: str, title: str, in_body: str) -> None:
@@ -82,6 +83,15 @@ def test_every_event_kind_renders_with_the_device_link(kind: str, title: str, in
     assert in_body in message.body
     assert "https://acme.iot.example/devices/42" in message.body
     assert render(event) == message  # pure
+
+
+def test_a_resolved_metric_incident_says_so() -> None:
+    event = Event.from_payload("incident.resolved", {
+        "event_id": "incident-7-resolved", "kind": "metric", "device": {"id": 42, "name": "fridge"},
+        "incident": {"kind": "metric", "summary": "fridge: temperature > 8 (last 9.5)"}}, "https://acme.iot.example")
+    message = render(event)
+    assert message.title == "fridge: metric back to normal" and message.severity == "success"
+    assert "Resolved: fridge: temperature > 8" in message.body
 
 
 @pytest.mark.parametrize(("url", "reason"), [

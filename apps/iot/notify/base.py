@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.settings import SmtpSettings
 
-EventKind = Literal["down", "up", "degraded", "silent", "region_unhealthy"]
-EVENT_KINDS: tuple[str, ...] = ("down", "up", "degraded", "silent", "region_unhealthy")
+# "metric": a metric rule's incident opened or resolved (the device's state is unchanged).
+EventKind = Literal["down", "up", "degraded", "silent", "metric", "region_unhealthy"]
+EVENT_KINDS: tuple[str, ...] = ("down", "up", "degraded", "silent", "metric", "region_unhealthy")
 
 # (HTTP status or None, error text or None): error None means delivered.
 Outcome = tuple[int | None, str | None]
@@ -121,6 +122,12 @@ def render(event: Event) -> Message:
         was = event.previous_state or "down"
         body = (f"{name} is up again after {duration_text(event.duration_s)} {was}."
                 if event.duration_s is not None else f"{name} is up again.")
+    elif event.kind == "metric" and event.event_type == "incident.resolved":
+        title, severity = f"{name}: metric back to normal", "success"
+        body = f"Resolved: {event.summary}" if event.summary else f"A metric rule of {name} no longer holds."
+    elif event.kind == "metric":
+        title, severity = f"{name}: {event.summary or 'metric rule'}", "warning"
+        body = event.summary or f"A metric rule of {name} holds."
     elif event.kind == "region_unhealthy":
         title, severity = f"Monitoring region {event.region} is unhealthy", "warning"
         body = (event.summary or f"Region {event.region} is unhealthy.") + (

@@ -286,12 +286,12 @@ SELECT_APPLIED_MESSAGES = "SELECT stream_id FROM applied_result_messages WHERE s
 
 
 # Incident events that are not a device state change (metric rules open and resolve incidents while the
-# device stays up): one delivery each when the tenant has a webhook. The event id names the incident and the
-# transition, so a replayed pass enqueues nothing twice. Callers use `enqueue_incident_events` only, so the
-# transport behind the queue (webhooks today, channels later) changes in one place.
+# device stays up): one delivery to the tenant's webhook, if any, and one per channel routed to the device
+# that asked for "metric". The event id names the incident and the transition, so a replayed pass enqueues
+# nothing twice.
 ENQUEUE_INCIDENT_EVENTS = """
-INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
-SELECT d.tenant_id, e.event_id, v.type,
+WITH events AS (
+    SELECT d.tenant_id, d.id, d.tags, e.event_id, v.type,
        jsonb_build_object(
            'event_id', e.event_id, 'type', v.type,
            'occurred_at', to_char(to_timestamp(v.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -299,14 +299,25 @@ SELECT d.tenant_id, e.event_id, v.type,
            'state', d.state, 'previous_state', d.state,
            'incident', jsonb_build_object('id', v.incident_id, 'kind', v.kind, 'summary', v.summary,
                                           'details', v.details::jsonb),
-           'cause_device_id', NULL)
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::float8[])
-     AS v(device_id, type, incident_id, kind, summary, details, at)
-JOIN devices d ON d.id = v.device_id
-JOIN tenants t ON t.id = d.tenant_id
-CROSS JOIN LATERAL (SELECT 'incident-' || v.incident_id || '-' || split_part(v.type, '.', 2) AS event_id) e
-WHERE t.webhook_url IS NOT NULL
-ON CONFLICT (event_id) DO NOTHING
+           'cause_device_id', NULL) AS payload
+    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::float8[])
+         AS v(device_id, type, incident_id, kind, summary, details, at)
+    JOIN devices d ON d.id = v.device_id
+    CROSS JOIN LATERAL (SELECT 'incident-' || v.incident_id || '-' || split_part(v.type, '.', 2) AS event_id) e
+), tenant_webhooks AS (
+    INSERT INTO webhook_deliveries (tenant_id, event_id, event_type, payload)
+    SELECT e.tenant_id, e.event_id, e.type, e.payload
+    FROM events e JOIN tenants t ON t.id = e.tenant_id
+    WHERE t.webhook_url IS NOT NULL
+    ON CONFLICT (event_id, channel_id) DO NOTHING
+)
+INSERT INTO webhook_deliveries (tenant_id, channel_id, event_id, event_type, payload)
+SELECT e.tenant_id, ch.id, e.event_id, e.type, e.payload || jsonb_build_object('kind', 'metric')
+FROM events e
+JOIN channels ch ON ch.tenant_id = e.tenant_id AND ch.enabled AND 'metric' = ANY(ch.events)
+    AND (ch.route = 'all' OR (ch.route = 'tags' AND e.tags && ch.route_tags)
+         OR (ch.route = 'devices' AND e.id = ANY(ch.route_device_ids)))
+ON CONFLICT (event_id, channel_id) DO NOTHING
 """
 
 

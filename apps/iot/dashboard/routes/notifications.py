@@ -18,6 +18,7 @@ from iot.repo.channels import ChannelSpec
 router = APIRouter()
 
 EVENT_LABELS = {"down": "Down", "up": "Up again (with duration)", "degraded": "Degraded", "silent": "Silent (push)",
+                "metric": "Metric rule incidents (opened, resolved)",
                 "region_unhealthy": "Monitoring region unhealthy"}
 MAX_DEVICE_CHOICES = 500
 

@@ -13,8 +13,8 @@ CREATE TABLE channels (
     kind             text NOT NULL CHECK (char_length(kind) BETWEEN 1 AND 30),
     config_sealed    text NOT NULL,
     config_shown     jsonb NOT NULL DEFAULT '{}',
-    events           text[] NOT NULL DEFAULT '{down,up,degraded,silent}'
-                     CHECK (events <@ '{down,up,degraded,silent,region_unhealthy}'::text[]),
+    events           text[] NOT NULL DEFAULT '{down,up,degraded,silent,metric}'
+                     CHECK (events <@ '{down,up,degraded,silent,metric,region_unhealthy}'::text[]),
     route            text NOT NULL DEFAULT 'all' CHECK (route IN ('all', 'tags', 'devices')),
     route_tags       text[] NOT NULL DEFAULT '{}' CHECK (cardinality(route_tags) <= 20),
     route_device_ids bigint[] NOT NULL DEFAULT '{}' CHECK (cardinality(route_device_ids) <= 1000),

@@ -26,7 +26,7 @@ class ChannelIn(BaseModel):
         "{\"to\": [\"ops@example.com\"]}. Stored encrypted, answered masked. On PUT, omit (or null) to keep the "
         "stored config (the kind must stay the same).",
         examples=[{"url": "https://hooks.slack.com/services/T000/B000/XXXX"}])
-    events: list[EventKind] = Field(["down", "up", "degraded", "silent"], min_length=1, max_length=5,
+    events: list[EventKind] = Field(["down", "up", "degraded", "silent", "metric"], min_length=1, max_length=6,
                                     description="Events to send; region_unhealthy is opt-in.")
     route: Route = Field("all", description="all devices, devices with any of `route_tags`, or `route_device_ids`.")
     route_tags: list[TagText] = Field([], max_length=20, description="For route 'tags'.")
