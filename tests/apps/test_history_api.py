@@ -99,3 +99,26 @@ def test_openapi_documents_the_history_endpoints(tracker) -> None:
     assert paths["/v1/devices/{device_id}/uptime"]["get"]["summary"] == "Uptime of a device"
     assert "range" in {p["name"] for p in paths["/v1/devices/{device_id}/latency"]["get"]["parameters"]}
     assert "put" in paths["/v1/devices/{device_id}/sla"]
+
+
+def test_maintenance_windows_are_left_out_of_uptime_and_counted_apart(tracker) -> None:
+    # Issue 14: uptime excludes maintenance time. The device was down for the last 36 minutes, 30 of them
+    # inside a one-off window for its tag: only 6 minutes count against it.
+    now = datetime.now(UTC).replace(microsecond=0)
+    with new_tenant(tracker) as client:
+        made = client.post("/v1/devices", json=http_device("pump", tags=["site/berlin"]))
+        device = made.json()["id"]
+        db_query(tracker, "UPDATE devices SET state = 'up', state_since = $2 WHERE id = $1", device,
+                 now - timedelta(days=3))
+        db_query(tracker, "UPDATE devices SET state = 'down', state_since = $2 WHERE id = $1", device,
+                 now - timedelta(minutes=36))
+        window = client.post("/v1/maintenance", json={
+            "scope": "tag", "tag": "site/berlin", "reason": "pump swap",
+            "starts_at": (now - timedelta(minutes=30)).isoformat(), "duration_minutes": 30})
+        assert window.status_code == 201, window.text
+        day = client.get(f"/v1/devices/{device}/uptime", params={"range": "24h"}).json()
+        page = client.get(f"/v1/devices/{device}")
+    assert abs(day["excluded_seconds"] - 30 * 60) < 5
+    assert abs(day["downtime_seconds"] - 6 * 60) < 5
+    assert abs(day["uptime_percent"] - 100 * (86400 - 1800 - 360) / (86400 - 1800)) < 0.01
+    assert page.status_code == 200

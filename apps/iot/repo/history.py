@@ -37,6 +37,8 @@ RANGES: dict[str, Range] = {
     "90d": Range("90d", timedelta(days=90), 90, "hourly", timedelta(days=1)),
 }
 RANGE_NAMES = tuple(RANGES)
+# How far back anything the ranges show can reach (the first daily bucket starts at midnight).
+LOOKBACK = max(r.span for r in RANGES.values()) + timedelta(days=1)
 
 SELECT_DEVICE_HEAD = """
 SELECT id, name, state, state_since, created_at, sla_target FROM devices WHERE tenant_id = $1 AND id = $2

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from iot.errors import InputError
 from iot.inputs import id_problem, normalise_tag, text_problem
-from iot.maintenance import MAX_REASON, Times, current_or_next
+from iot.maintenance import MAX_REASON, Times, current_or_next, occurrences
 from iot.repo._db import Executor, check_page_limit
 
 COLUMNS = "id, scope, tag, device_id, reason, starts_at, ends_at, rrule, pinned, created_at"
@@ -173,3 +173,11 @@ async def device_windows(db: Executor, tenant_id: int, device_id: int) -> list[W
     windows = [_window(r, now) for r in await db.fetch(SELECT_DEVICE_WINDOWS, tenant_id, device_id)]
     upcoming = [w for w in windows if w.next_starts_at is not None]
     return sorted(upcoming, key=lambda w: (not w.active, w.next_starts_at))
+
+
+async def device_intervals(db: Executor, tenant_id: int, device_id: int, since: datetime,
+                           until: datetime) -> list[tuple[datetime, datetime]]:
+    """Every occurrence of the windows covering the device that overlaps [since, until): what uptime
+    leaves out. Tag windows count by the device's tags now (tags are not kept as history)."""
+    rows = await db.fetch(SELECT_DEVICE_WINDOWS, tenant_id, device_id)
+    return [span for r in rows for span in occurrences(Times(r["starts_at"], r["ends_at"], r["rrule"]), since, until)]

@@ -7,6 +7,7 @@ here. Every read goes through `repo.history`, which loads the device with the te
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -14,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from iot.dashboard.context import Form, NotFound, Tenant
 from iot.errors import InputError
 from iot.inputs import Id
-from iot.repo import history
+from iot.repo import history, maintenance
 from iot.repo._db import Executor
 from iot.uptime import Uptime
 
@@ -79,7 +80,9 @@ def bar_level(day: Uptime, target: float | None) -> str:
 
 
 async def uptime_summary(db: Executor, tenant_id: int, device_id: int) -> UptimeSummary | None:
-    reports = await history.uptime_all_ranges(db, tenant_id, device_id)
+    now = datetime.now(UTC)
+    excluded = await maintenance.device_intervals(db, tenant_id, device_id, now - history.LOOKBACK, now)
+    reports = await history.uptime_all_ranges(db, tenant_id, device_id, now=now, excluded=excluded)
     if reports is None:
         return None
     target = reports["90d"].device.sla_target

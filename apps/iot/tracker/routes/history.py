@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from iot.inputs import Id
-from iot.repo import history
+from iot.repo import history, maintenance
 from iot.tracker.auth import AuthenticateFirst, TenantAuth
 from iot.tracker.schemas import ErrorOut
 from iot.tracker.schemas.history import (
@@ -42,7 +43,9 @@ def _figures(u: Uptime) -> dict[str, object]:
 async def device_uptime(device_id: Id, tenant: TenantAuth, request: Request, range: RangeQuery = "24h") -> UptimeOut:
     """Uptime % over the range from the device's state timeline (exact to the second), downtime, time in
     maintenance (excluded), the SLA target with a breach flag, and one bucket per UTC day."""
-    report = await history.uptime_report(request.app.state.pool, tenant.id, device_id, range)
+    pool, now = request.app.state.pool, datetime.now(UTC)
+    excluded = await maintenance.device_intervals(pool, tenant.id, device_id, now - history.LOOKBACK, now)
+    report = await history.uptime_report(pool, tenant.id, device_id, range, now=now, excluded=excluded)
     if report is None:
         raise _not_found(device_id)
     return UptimeOut(**_figures(report.total), device_id=device_id, range=range,
