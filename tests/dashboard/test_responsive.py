@@ -18,8 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from dashboard.harness import ROOT, Dashboard, TenantKey, create_devices, new_tenant, sql
+from dashboard.harness import ROOT, Dashboard, TenantKey, create_devices, new_tenant, run, sql
 from iot.dashboard.app import create_app
+from iot.db import connect
+from iot.egress import EgressPolicy
+from iot.repo import channels
+from iot.repo.channels import ChannelSpec
 from iot.repo.devices import DeviceSpec
 from iot.settings import DashboardSettings
 
@@ -70,9 +74,30 @@ def fleet(dashboard: Dashboard) -> tuple[TenantKey, TenantKey, dict[str, int]]:
         INSERT INTO device_region_state (device_id, region, state, last_ok, last_latency_ms, last_error)
         SELECT $1, region, 'down', false, 1234.5, 'connect timeout after 5000 ms to ' || $2
         FROM unnest(ARRAY['frankfurt', 'amsterdam']) AS region""", pump, long_target)
-    sql(dashboard.database_url, "INSERT INTO incidents (tenant_id, device_id, kind, summary) VALUES ($1, $2, 'down', $3)",
-        full.id, pump, "pump failed from 2 of 2 regions: " + long_target)
-    return full, empty, {"device_id": pump}
+    (incident,) = sql(dashboard.database_url, "INSERT INTO incidents (tenant_id, device_id, kind, summary) "
+                      "VALUES ($1, $2, 'down', $3) RETURNING id", full.id, pump, "pump failed from 2 of 2 regions: " + long_target)
+    sql(dashboard.database_url, "INSERT INTO incident_events (tenant_id, incident_id, at, kind, text, actor) "
+        "VALUES ($1, $2, now(), 'note', $3, $4)", full.id, incident["id"], "checked on site: " + long_target,
+        "operator-" + "x" * 60)
+    sql(dashboard.database_url, "INSERT INTO maintenance_windows (tenant_id, scope, tag, reason, starts_at, ends_at, rrule) "
+        "VALUES ($1, 'tag', 'a-fairly-long-tag-1', $2, now(), now() + interval '1 hour', 'FREQ=WEEKLY;BYDAY=SU')",
+        full.id, "firmware " + "upgrade-" * 20)
+    sql(dashboard.database_url, "INSERT INTO metric_rules (tenant_id, tag, metric, operator, threshold, for_s) "
+        "VALUES ($1, 'a-fairly-long-tag-1', $2, '>', 8, 300)", full.id, "temperature_" + "probe_" * 15)
+    channel = run(_channel(dashboard.database_url, full.id, "On-call " + "webhook-" * 12,
+                           "json://127.0.0.1:9/" + "hooks-path-" * 10 + "token-0123456789abcdef"))
+    return full, empty, {"device_id": pump, "incident_id": incident["id"], "channel_id": channel}
+
+
+async def _channel(database_url: str, tenant_id: int, name: str, url: str) -> int:
+    conn = await connect(database_url)
+    try:
+        box = DashboardSettings().secret_box()
+        made = await channels.create_channel(conn, box, tenant_id, ChannelSpec(name, "apprise", {"url": url}),
+                                             egress=EgressPolicy.parse("127.0.0.0/8"))
+        return made.id
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="module")
