@@ -110,7 +110,7 @@ def test_csv_import_takes_options_and_retries(dashboard) -> None:
 
     c = _name("csv")
     bad_json = client.post("/devices/import", data={"csrf": csrf, "csv_text": f"name,kind,target,options\n{c},http,http://127.0.0.1:9/,{{nope}}\n"})
-    assert bad_json.status_code == 422 and "line 2: options must be a JSON object" in html.unescape(bad_json.text)
+    assert bad_json.status_code == 422 and "line 2: options: must be a JSON object" in html.unescape(bad_json.text)
     bad_option = client.post("/devices/import", data={"csrf": csrf, "csv_text": (
         "name,kind,target,options\n"
         f'{c},http,http://127.0.0.1:9/,"{{""keyword"": ""ok""}}"\n'
@@ -127,5 +127,5 @@ def test_push_devices_show_no_latency_chart(dashboard) -> None:
     assert _add(client, csrf, name=name, kind="push", target="").status_code == 200
     (device_id,) = [r["id"] for r in sql(dashboard.database_url, "SELECT id FROM devices WHERE name = $1", name)]
     page = client.get(f"/devices/{device_id}").text
-    assert "Latency per region" not in page and "Push devices are not probed" in page
+    assert "Response time per region" not in page and "no region checks it" in page
     assert "failed checks in a row" not in page

@@ -105,10 +105,11 @@ def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], list[tuple
                 options = json.loads(value)
             except ValueError:
                 options = None
-            if not isinstance(options, dict):
-                return device, ("options must be a JSON object in one quoted cell, e.g. "
-                                f"{OPTIONS_EXAMPLE} (double the quotes inside)")
-            device[column] = options
+            if isinstance(options, dict):
+                device[column] = options
+            else:
+                problems.append((column, "must be a JSON object in one quoted cell, e.g. "
+                                         f"{OPTIONS_EXAMPLE} (double the quotes inside)"))
         elif column == "enabled":
             if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
                 problems.append((column, f"must be true or false, got {value[:60]!r}"))
