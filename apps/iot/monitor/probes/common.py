@@ -131,3 +131,34 @@ def _spawn(coro: Coroutine[Any, Any, None]) -> None:
     task = asyncio.get_running_loop().create_task(coro)
     _resolving.add(task)
     task.add_done_callback(_resolving.discard)
+
+
+class TaskProbe:
+    """A probe whose check is one coroutine (`_check`, DNS and TLS): `begin` runs it as a task, keeps a
+    reference until it ends, and turns any exception into a failed check (a probe never raises)."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Task[None]] = set()
+
+    def begin(self, target: str, timeout_s: float, done: Done, options: dict[str, Any] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(target, timeout_s, options or {}, done))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def check(self, target: str, timeout_s: float, options: dict[str, Any] | None = None) -> ProbeResult:
+        future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+        self.begin(target, timeout_s, lambda result: future.done() or future.set_result(result), options)
+        return await future
+
+    async def _run(self, target: str, timeout_s: float, options: dict[str, Any], done: Done) -> None:
+        try:
+            result = await self._check(target, timeout_s, options)
+        except asyncio.CancelledError:
+            done(failed("probe cancelled"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - a probe never raises: the batch must go on
+            result = failed(describe(exc))
+        done(result)
+
+    async def _check(self, target: str, timeout_s: float, options: dict[str, Any]) -> ProbeResult:
+        raise NotImplementedError

@@ -7,7 +7,6 @@ any target) or, unset, the monitor host's own resolvers. Up when the answer hold
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
 from typing import Any
@@ -21,7 +20,7 @@ import dns.resolver
 from iot import failures
 from iot.checks.dns import resolver_address
 from iot.egress import PUBLIC_ONLY, EgressPolicy
-from iot.monitor.probes.common import Done, ProbeResult, elapsed_ms, failed
+from iot.monitor.probes.common import ProbeResult, TaskProbe, elapsed_ms, failed
 
 NO_SUCH_NAME = "name does not exist (NXDOMAIN)"
 NO_RESOLVER_ANSWER = "no resolver answered"
@@ -62,32 +61,12 @@ def expected_forms(record_type: str, expected: str) -> set[str]:
     return {_name(" ".join(expected.split()))}
 
 
-class DnsProbe:
+class DnsProbe(TaskProbe):
     def __init__(self, source_address: str | None = None, egress: EgressPolicy = PUBLIC_ONLY) -> None:
         self._source = source_address
         self._egress = egress
         self._system: dns.asyncresolver.Resolver | None = None
-        self._running: set[asyncio.Task[None]] = set()
-
-    def begin(self, target: str, timeout_s: float, done: Done, options: dict[str, Any] | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(target, timeout_s, options or {}, done))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def check(self, target: str, timeout_s: float, options: dict[str, Any] | None = None) -> ProbeResult:
-        future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
-        self.begin(target, timeout_s, lambda result: future.done() or future.set_result(result), options)
-        return await future
-
-    async def _run(self, target: str, timeout_s: float, options: dict[str, Any], done: Done) -> None:
-        try:
-            result = await self._check(target, timeout_s, options)
-        except asyncio.CancelledError:
-            done(failed("probe cancelled"))
-            raise
-        except Exception as exc:  # noqa: BLE001 - a probe never raises: the batch must go on
-            result = failed(failures.describe(exc))
-        done(result)
+        super().__init__()
 
     def _resolver(self, choice: str) -> dns.asyncresolver.Resolver:
         if not choice:

@@ -17,8 +17,8 @@ from iot import failures
 from iot.checks.tls import TlsOptions, tls_address
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.monitor.probes.common import (
-    Done,
     ProbeResult,
+    TaskProbe,
     elapsed_ms,
     failed,
     failed_because,
@@ -36,33 +36,13 @@ def expires_warning(days_left: float) -> str:
     return f"TLS certificate expires in {days} day{'' if days == 1 else 's'}"
 
 
-class TlsProbe:
+class TlsProbe(TaskProbe):
     def __init__(self, source_address: str | None = None, egress: EgressPolicy = PUBLIC_ONLY,
                  ca_file: str | None = None) -> None:
         self._source = source_address
         self._egress = egress
         self._context = ssl.create_default_context(cafile=ca_file)
-        self._running: set[asyncio.Task[None]] = set()
-
-    def begin(self, target: str, timeout_s: float, done: Done, options: dict[str, Any] | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(target, timeout_s, options or {}, done))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    async def check(self, target: str, timeout_s: float, options: dict[str, Any] | None = None) -> ProbeResult:
-        future: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
-        self.begin(target, timeout_s, lambda result: future.done() or future.set_result(result), options)
-        return await future
-
-    async def _run(self, target: str, timeout_s: float, options: dict[str, Any], done: Done) -> None:
-        try:
-            result = await self._check(target, timeout_s, options)
-        except asyncio.CancelledError:
-            done(failed("probe cancelled"))
-            raise
-        except Exception as exc:  # noqa: BLE001 - a probe never raises: the batch must go on
-            result = failed(failures.describe(exc))
-        done(result)
+        super().__init__()
 
     async def _check(self, target: str, timeout_s: float, options: dict[str, Any]) -> ProbeResult:
         warn_days = int(options.get("warn_days", DEFAULT_WARN_DAYS))
