@@ -53,7 +53,7 @@ def test_device_page_charts_each_metric_and_push_devices_show_no_latency(dashboa
     page = html.unescape(client.get(f"/devices/{fridge}").text)
     assert _metric_charts(page) == ["battery", "temperature"]
     assert page.count('class="series" data-metric="temperature"') >= 1
-    assert "Latency per region" not in page and "timeout" not in page and "Baseline" not in page
+    assert "Response time per region" not in page and "timeout" not in page and "Baseline" not in page
     assert "Last heard from" in page
     for window, label in (("day", "last day"), ("month", "last 30 days")):
         shown = html.unescape(client.get(f"/devices/{fridge}?metric_window={window}").text)
@@ -64,7 +64,7 @@ def test_device_page_charts_each_metric_and_push_devices_show_no_latency(dashboa
     assert month.status_code == 200 and "last 30 days" in month.text
 
     checked = html.unescape(client.get(f"/devices/{pinger}").text)
-    assert "Latency per region" in checked and "timeout" in checked
+    assert "Response time per region" in checked and "timeout" in checked
     assert "has not pushed any metrics yet" in checked
 
     # another tenant's device: 404, no hint of it
@@ -163,7 +163,7 @@ def test_device_page_with_metric_charts_in_chromium(dashboard, width: int) -> No
             expect(charts).to_have_count(2)
             expect(page.locator('figure[data-metric="temperature"] polyline.series').first).to_be_visible()
             expect(page.locator('figure[data-metric="battery"] .latest')).to_have_text("90")
-            expect(page.locator("text=Latency per region")).to_have_count(0)
+            expect(page.locator("text=Response time per region")).to_have_count(0)
             # nothing wider than the screen: no horizontal scrolling of the page
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             wide = page.evaluate("""[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).slice(0, 8).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right))""")
