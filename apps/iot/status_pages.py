@@ -6,17 +6,19 @@ excluded), open and recent incidents with their notes, and active and scheduled 
 visitor may see is kept: device names and states, incident kinds and times, note texts, window reasons.
 No ids, targets, error texts, regions, summaries (they quote targets and errors) or note authors.
 
-The cache: computing 90-day uptime costs ~3 ms per device, so a page of 500 components is rendered at most
-once per CACHE_SECONDS and the HTML kept in Redis under the page's tenant and slug (the same staleness the
-public `Cache-Control: max-age` already allows browsers and proxies). Editing or deleting a page drops its
-entry (`forget`), so a page unpublished is gone at once, not after the TTL.
+The cache (`PageCache`): computing 90-day uptime costs ~3 ms per device, so the HTML of a page is kept in
+Redis for CACHE_SECONDS under its tenant and slug: never older than the public `Cache-Control: max-age`
+already lets browsers and proxies keep it. Editing or deleting a page drops its entry (`forget`), so a page
+unpublished is gone at once, not after the TTL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -172,31 +174,108 @@ async def public_view(db: Executor, tenant_id: int, slug: str, *, now: datetime 
 
 
 # --- cache ---------------------------------------------------------------------------------------------
+# An entry is "<epoch seconds the render started>\n<html>", kept CACHE_SECONDS. A visitor who finds it older
+# than REFRESH_AFTER gets it (it is still within max-age) and starts one re-render in the background, so a
+# visited page never makes anyone wait; only the first visitor after a quiet spell renders in line.
+# Renders are single-flight (a Redis lock per page), and `forget` bumps a generation counter so a render that
+# started before an edit cannot store the old page after it.
+
+REFRESH_AFTER = CACHE_SECONDS / 2
+LOCK_SECONDS = 10  # a render taking longer than this lets a second one start
+WAIT_SECONDS = 5.0  # a visitor waits this long for another's render before rendering itself
+GENERATION_TTL = 86400
+# Store the entry only if the page was not edited since the render started (KEYS: entry, generation).
+STORE_IF_CURRENT = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+Render = Callable[[int, str], Awaitable[bytes | None]]
 
 
 def cache_key(tenant_id: int, slug: str) -> str:
     return f"status-page:{tenant_id}:{slug}"
 
 
+def _generation_key(tenant_id: int, slug: str) -> str:
+    return f"status-page-gen:{tenant_id}:{slug}"
+
+
+def _lock_key(tenant_id: int, slug: str) -> str:
+    return f"status-page-lock:{tenant_id}:{slug}"
+
+
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
-async def cached(redis: Redis, tenant_id: int, slug: str) -> bytes | None:
-    try:
-        return await redis.get(cache_key(tenant_id, slug))
-    except RedisError:
-        return None  # the page is rendered from the database instead
+class PageCache:
+    """The rendered HTML of public pages in Redis; `render(tenant_id, slug)` draws one (None: not published).
+    Redis unavailable: every request renders from the database (slower, still correct)."""
 
+    def __init__(self, redis: Redis, render: Render) -> None:
+        self.redis = redis
+        self.render = render
+        self._background: set[asyncio.Task] = set()
 
-async def keep(redis: Redis, tenant_id: int, slug: str, body: bytes) -> None:
-    with contextlib.suppress(RedisError):  # not cached: the next visitor renders it again
-        await redis.set(cache_key(tenant_id, slug), body, ex=CACHE_SECONDS)
+    async def get(self, tenant_id: int, slug: str) -> bytes | None:
+        try:
+            entry = await self.redis.get(cache_key(tenant_id, slug))
+        except RedisError:
+            return await self.render(tenant_id, slug)
+        if entry is None:
+            return await self._render_once(tenant_id, slug, wait=True)
+        stamp, _, body = entry.partition(b"\n")
+        if time.time() - float(stamp) >= REFRESH_AFTER:
+            task = asyncio.create_task(self._render_once(tenant_id, slug, wait=False))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return body
+
+    async def _render_once(self, tenant_id: int, slug: str, *, wait: bool) -> bytes | None:
+        key = cache_key(tenant_id, slug)
+        try:
+            generation = (await self.redis.get(_generation_key(tenant_id, slug)) or b"0").decode()
+            locked = await self.redis.set(_lock_key(tenant_id, slug), b"1", nx=True, ex=LOCK_SECONDS)
+        except RedisError:
+            return await self.render(tenant_id, slug)
+        if not locked:
+            if not wait:
+                return None  # another request is refreshing it
+            deadline = time.monotonic() + WAIT_SECONDS
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                with contextlib.suppress(RedisError):
+                    entry = await self.redis.get(key)
+                    if entry is not None:
+                        return entry.partition(b"\n")[2]
+            return await self.render(tenant_id, slug)  # the other render failed or hangs: no more waiting
+        try:
+            started = time.time()
+            body = await self.render(tenant_id, slug)
+            if body is not None:
+                with contextlib.suppress(RedisError):
+                    await self.redis.eval(STORE_IF_CURRENT, 2, key, _generation_key(tenant_id, slug), generation,
+                                          f"{started:.3f}\n".encode() + body, CACHE_SECONDS)
+            return body
+        finally:
+            with contextlib.suppress(RedisError):
+                await self.redis.delete(_lock_key(tenant_id, slug))
 
 
 async def forget(redis: Redis, tenant_id: int, *slugs: str) -> None:
-    """Drop the cached HTML of the tenant's pages at these slugs (after an edit, a rename or a delete)."""
-    if slugs:
-        # Redis down: nothing is served from it either; an entry that survives expires within CACHE_SECONDS.
-        with contextlib.suppress(RedisError):
-            await redis.delete(*(cache_key(tenant_id, s) for s in slugs))
+    """Drop the cached HTML of the tenant's pages at these slugs (after an edit, a rename or a delete); a
+    render in flight will not store what it read before the change."""
+    if not slugs:
+        return
+    # Redis down: nothing is served from it either; an entry that survives expires within CACHE_SECONDS.
+    with contextlib.suppress(RedisError):
+        async with redis.pipeline(transaction=True) as pipe:
+            for slug in slugs:
+                pipe.incr(_generation_key(tenant_id, slug))
+                pipe.expire(_generation_key(tenant_id, slug), GENERATION_TTL)
+                pipe.delete(cache_key(tenant_id, slug))
+            await pipe.execute()

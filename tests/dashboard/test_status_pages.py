@@ -12,8 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
+from redis import Redis
 
 from dashboard.harness import ROOT, create_devices, csrf_of, new_tenant, run, sql
+from iot import status_pages
 from iot.db import connect
 from iot.repo import history
 from iot.repo import status_pages as repo
@@ -118,7 +120,7 @@ def test_uptime_on_the_page_equals_the_history_repository(dashboard) -> None:
 
 
 def test_caching_headers_conditional_requests_and_not_found(dashboard) -> None:
-    tenant, other, _ids, _page_id = _fleet(dashboard, "statuscache")
+    tenant, other, ids, _page_id = _fleet(dashboard, "statuscache")
     anonymous = dashboard.client(tenant)
     first = anonymous.get("/status/public")
     assert first.headers["cache-control"] == "public, max-age=30"
@@ -128,6 +130,18 @@ def test_caching_headers_conditional_requests_and_not_found(dashboard) -> None:
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     assert anonymous.get("/status/public", headers={"If-None-Match": '"other"'}).status_code == 200
     assert "img-src 'self' data: https:" in first.headers["content-security-policy"]
+    # served from the cache for up to max-age: a state change shows once the entry is gone
+    sql(dashboard.database_url, "UPDATE devices SET state = 'down' WHERE id = $1", ids["api"])
+    assert "<h1>Maintenance in progress</h1>" in anonymous.get("/status/public").text
+    redis = Redis.from_url(dashboard.redis_url)
+    try:
+        assert 0 < redis.ttl(status_pages.cache_key(tenant.id, "public")) <= 30
+        redis.delete(status_pages.cache_key(tenant.id, "public"))
+    finally:
+        redis.close()
+    fresh = anonymous.get("/status/public")
+    assert "<h1>Partial outage</h1>" in fresh.text and 'class="badge state-down">Outage<' in fresh.text
+    assert fresh.headers["etag"] != etag
     for path in ("/status/draft", "/status/nosuch", "/status/Bad%20Slug", "/status/" + "x" * 80):
         missing = anonymous.get(path)
         assert missing.status_code == 404 and "There is no such status page here." in missing.text, path

@@ -51,6 +51,15 @@ async def _render_public(svc: Services, tenant_id: int, slug: str) -> bytes | No
                            components=[_component(c) for c in view.components]).encode()
 
 
+def _page_cache(request: Request, svc: Services) -> status_pages.PageCache:
+    """One cache per app (it keeps its background refreshes), made on first use."""
+    cache = getattr(request.app.state, "status_page_cache", None)
+    if cache is None or cache.redis is not svc.redis:
+        cache = status_pages.PageCache(svc.redis, lambda tenant_id, slug: _render_public(svc, tenant_id, slug))
+        request.app.state.status_page_cache = cache
+    return cache
+
+
 @router.get("/status/{slug}", summary="Public status page")
 async def public_status_page(request: Request, slug: str, svc: Annotated[Services, Depends(services)]) -> Response:
     settings = svc.settings
@@ -60,12 +69,9 @@ async def public_status_page(request: Request, slug: str, svc: Annotated[Service
     if found is None or repo.slug_problem(slug):
         raise missing
     tenant = found.id
-    body = await status_pages.cached(svc.redis, tenant, slug)
+    body = await _page_cache(request, svc).get(tenant, slug)
     if body is None:
-        body = await _render_public(svc, tenant, slug)
-        if body is None:
-            raise missing
-        await status_pages.keep(svc.redis, tenant, slug, body)
+        raise missing
     etag = status_pages.etag_of(body)
     headers = {"Cache-Control": PUBLIC_CACHE, "ETag": etag, "Content-Security-Policy": PUBLIC_CSP}
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
