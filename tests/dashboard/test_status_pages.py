@@ -90,7 +90,7 @@ def test_the_public_page_shows_components_bars_incidents_and_maintenance_and_not
     html = response.text
     assert "<title>Acme service status</title>" in html and "Live status of our public services." in html
     assert re.findall(r"<h3>([^<]+)</h3>", html) == ["api-gateway", "orders-db"]
-    assert len(re.findall(r'<span class="bar ', html)) == 2 * 90
+    assert len(re.findall(r'<i class="bar ', html)) == 2 * 90
     assert 'class="badge state-maintenance">Under maintenance<' in html  # orders-db, inside its window
     assert 'class="badge state-up">Operational<' in html
     assert '<h1>Maintenance in progress</h1>' in html
@@ -125,7 +125,10 @@ def test_caching_headers_conditional_requests_and_not_found(dashboard) -> None:
     first = anonymous.get("/status/public")
     assert first.headers["cache-control"] == "public, max-age=30"
     etag = first.headers["etag"]
-    assert re.fullmatch(r'"[0-9a-f]{24}"', etag)
+    assert re.fullmatch(r'W/"[0-9a-f]{24}"', etag)
+    assert first.headers["content-encoding"] == "gzip" and first.headers["vary"] == "Accept-Encoding"
+    plain = anonymous.get("/status/public", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.text == first.text and plain.headers["etag"] == etag
     again = anonymous.get("/status/public", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
     assert anonymous.get("/status/public", headers={"If-None-Match": '"other"'}).status_code == 200

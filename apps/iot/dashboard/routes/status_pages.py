@@ -8,6 +8,7 @@ conditional request answers 304). Its own CSP lets the tenant's https logo load;
 
 from __future__ import annotations
 
+import gzip
 import re
 from typing import Annotated
 
@@ -16,13 +17,15 @@ from fastapi.responses import RedirectResponse, Response
 
 from iot import status_pages
 from iot.dashboard.context import Form, NotFound, Services, Tenant, TenantRequest, services
-from iot.dashboard.routes.history import DayBar, bar_level
+from iot.dashboard.routes.history import _duration as duration
+from iot.dashboard.routes.history import bar_level
 from iot.dashboard.tenancy import tenant_slug_from_host
 from iot.errors import Conflict, InputError
 from iot.inputs import Id
 from iot.repo import status_pages as repo
 from iot.repo import tags, tenants
 from iot.repo.status_pages import PageSpec, StatusPage
+from iot.uptime import Uptime
 
 router = APIRouter()
 
@@ -35,11 +38,23 @@ _SEPARATORS = re.compile(r"[\s,;]+")
 # --- the public page -----------------------------------------------------------------------------------
 
 
+def _day_title(day: Uptime) -> str:
+    """A bar's tooltip, short (a page of 500 components has 45,000 of them): what was not up is named."""
+    if day.percent is None:
+        return f"{day.start:%Y-%m-%d}: no data"
+    text = f"{day.start:%Y-%m-%d}: {day.percent:.2f} % up"
+    if day.down_seconds:
+        text += f", {duration(day.down_seconds)} down"
+    if day.excluded_seconds:
+        text += f", {duration(day.excluded_seconds)} maintenance"
+    return text
+
+
 def _component(c: status_pages.Component) -> dict[str, object]:
     percent = c.uptime.percent
     return {"name": c.name, "state": c.state, "label": c.label,
             "percent": None if percent is None else f"{percent:.2f}",
-            "bars": [(bar_level(d, None), DayBar(d, "").title) for d in c.days]}
+            "bars": [(bar_level(d, None), _day_title(d)) for d in c.days]}
 
 
 async def _render_public(svc: Services, tenant_id: int, slug: str) -> bytes | None:
@@ -47,8 +62,10 @@ async def _render_public(svc: Services, tenant_id: int, slug: str) -> bytes | No
     if view is None:
         return None
     template = svc.templates.env.get_template("status_public.html")
-    return template.render(view=view, page=view.page, overall=view.overall,
-                           components=[_component(c) for c in view.components]).encode()
+    html = template.render(view=view, page=view.page, overall=view.overall,
+                           components=[_component(c) for c in view.components])
+    # Kept and sent compressed: 90 bars per component repeat the same markup (500 components: ~2 MB of HTML).
+    return gzip.compress(html.encode(), compresslevel=6, mtime=0)
 
 
 def _page_cache(request: Request, svc: Services) -> status_pages.PageCache:
@@ -72,10 +89,15 @@ async def public_status_page(request: Request, slug: str, svc: Annotated[Service
     body = await _page_cache(request, svc).get(tenant, slug)
     if body is None:
         raise missing
-    etag = status_pages.etag_of(body)
-    headers = {"Cache-Control": PUBLIC_CACHE, "ETag": etag, "Content-Security-Policy": PUBLIC_CSP}
+    etag = "W/" + status_pages.etag_of(body)  # weak: the same page, gzip or not
+    headers = {"Cache-Control": PUBLIC_CACHE, "ETag": etag, "Content-Security-Policy": PUBLIC_CSP,
+               "Vary": "Accept-Encoding"}
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        headers["Content-Encoding"] = "gzip"
+    else:
+        body = gzip.decompress(body)
     return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
 
