@@ -242,3 +242,34 @@ def test_the_public_page_in_chromium_at_1440_and_390_px(dashboard, browser_fleet
         assert bar and bar["width"] > 1 and bar["height"] > 10  # 90 bars still visible on a phone
         page.screenshot(path=str(ARTIFACTS / f"status-page-{width}.png"), full_page=True)
     assert not page.evaluate("document.querySelector('input, form')"), "a public page has no forms"
+
+
+async def _reports(database_url: str, tenant_id: int, ids: list[int]) -> dict:
+    conn = await connect(database_url)
+    try:
+        return await history.uptime_reports(conn, tenant_id, ids, "90d")
+    finally:
+        await conn.close()
+
+
+def test_a_page_of_more_components_than_one_uptime_chunk_shows_each_figure(dashboard) -> None:
+    url = dashboard.database_url
+    tenant = new_tenant(url, "statusmany")
+    count = status_pages.UPTIME_CHUNK * 2 + 3
+    ids = create_devices(url, tenant, [DeviceSpec(f"node-{i:02d}", "tcp", f"127.3.8.{i + 1}:1", tags=["fleet"])
+                                       for i in range(count)])
+    sql(url, "UPDATE devices SET state = 'up', state_since = now() - interval '3 days' WHERE tenant_id = $1",
+        tenant.id)
+    # node-NN is down for NN minutes, two days ago
+    sql(url, "INSERT INTO device_state_changes (tenant_id, device_id, at, state, previous) "
+        "SELECT $1::bigint, d, now() - interval '2 days', 'down', 'up' FROM unnest($2::bigint[]) d UNION ALL "
+        "SELECT $1::bigint, d, now() - interval '2 days' + n * interval '1 minute', 'up', 'down' "
+        "FROM unnest($2::bigint[], $3::int[]) AS x(d, n)", tenant.id, ids, list(range(1, count + 1)))
+    run(_create_page(url, tenant.id, PageSpec("all", "All nodes", tags=["fleet"], published=True)))
+    html = dashboard.client(tenant).get("/status/all").text
+    shown = dict(re.findall(r"<h3>(node-\d+)</h3>\s*<span class=\"status-figure\">([\d.]+) %", html))
+    reports = run(_reports(url, tenant.id, ids))
+    assert len(shown) == count and len(re.findall(r'<i class="bar ', html)) == 90 * count
+    for i, device_id in enumerate(ids):
+        assert shown[f"node-{i:02d}"] == f"{reports[device_id].total.percent:.2f}"
+    assert shown["node-00"] != shown[f"node-{count - 1:02d}"]
