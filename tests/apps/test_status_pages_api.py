@@ -4,6 +4,7 @@ is a 404 like a missing one; OpenAPI lists the endpoints."""
 
 from __future__ import annotations
 
+import pytest
 from test_tracker_api import assert_error, http_device, new_tenant
 
 
@@ -84,3 +85,19 @@ def test_openapi_lists_the_status_page_endpoints(tracker) -> None:
     assert set(paths["/v1/status-pages"]) >= {"get", "post"}
     assert set(paths["/v1/status-pages/{page_id}"]) >= {"get", "put", "delete"}
     assert paths["/v1/status-pages"]["post"]["summary"] == "Create a status page"
+
+
+async def test_tags_that_cover_more_devices_than_a_page_holds_are_refused(pool, monkeypatch) -> None:
+    """The cap counts the devices the tags resolve to, not only the entries (here with a cap of 2)."""
+    from iot.egress import EgressPolicy
+    from iot.errors import InputError
+    from iot.repo import devices, status_pages, tenants
+
+    monkeypatch.setattr(status_pages, "MAX_COMPONENTS", 2)
+    tenant, _ = await tenants.create_tenant(pool, "capped")
+    await devices.create_devices(pool, tenant.id, [
+        devices.DeviceSpec(f"d{i}", "tcp", f"127.0.0.{i + 1}:1", tags=["many"]) for i in range(3)],
+        egress=EgressPolicy.parse("127.0.0.0/8"))
+    with pytest.raises(InputError, match="tags: these devices and tags cover 3 devices, at most 2 fit on one page"):
+        await status_pages.create_page(pool, tenant.id, status_pages.PageSpec("p", "P", tags=["many"]))
+    assert await status_pages.list_pages(pool, tenant.id) == []
