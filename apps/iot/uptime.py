@@ -114,6 +114,7 @@ def _buckets(bounds: list[datetime], state: str, moves: list[tuple[float, str]],
     edges = [b.timestamp() for b in bounds]
     windows = [(s.timestamp(), e.timestamp()) for s, e in merge_intervals(excluded)]
     totals = [[0.0] * 5 for _ in range(len(edges) - 1)]
+    cursor = [0]  # the first window that can still overlap a segment: segments come in time order
     i = 0
     while i < len(moves) and moves[i][0] <= edges[0]:  # changes up to the start set the initial state
         state = moves[i][1]
@@ -121,15 +122,18 @@ def _buckets(bounds: list[datetime], state: str, moves: list[tuple[float, str]],
     for k in range(len(edges) - 1):
         t, hi = edges[k], edges[k + 1]
         while i < len(moves) and moves[i][0] < hi:
-            _add(totals[k], state, t, moves[i][0], windows)
+            _add(totals[k], state, t, moves[i][0], windows, cursor)
             t, state = moves[i][0], moves[i][1]
             i += 1
-        _add(totals[k], state, t, hi, windows)
+        _add(totals[k], state, t, hi, windows, cursor)
     return [Uptime(bounds[k], bounds[k + 1], *(totals[k][n] for n in (_AVAILABLE, _DEGRADED, _DOWN, _EXCLUDED, _NO_DATA)))
             for k in range(len(totals))]
 
 
-def _add(totals: list[float], state: str, start: float, end: float, windows: Sequence[tuple[float, float]]) -> None:
+def _add(totals: list[float], state: str, start: float, end: float, windows: Sequence[tuple[float, float]],
+         cursor: list[int]) -> None:
+    """Add [start, end) in `state`; `windows` are merged and sorted, and `cursor` skips those that ended
+    before an earlier segment (a status page: 45,000 segments against an hourly window's 2,000 occurrences)."""
     if end <= start:
         return
     span = end - start
@@ -137,9 +141,14 @@ def _add(totals: list[float], state: str, start: float, end: float, windows: Seq
         totals[_EXCLUDED] += span
         return
     excluded = 0.0
-    for s, e in windows:
-        if e > start and s < end:
-            excluded += min(e, end) - max(s, start)
+    j = cursor[0]
+    while j < len(windows) and windows[j][1] <= start:
+        j += 1
+    cursor[0] = j
+    while j < len(windows) and windows[j][0] < end:
+        s, e = windows[j]
+        excluded += min(e, end) - max(s, start)
+        j += 1
     totals[_EXCLUDED] += excluded
     counted = span - excluded
     if state in AVAILABLE:

@@ -22,7 +22,7 @@ from dashboard.harness import ROOT, Dashboard, TenantKey, create_devices, new_te
 from iot.dashboard.app import create_app
 from iot.db import connect
 from iot.egress import EgressPolicy
-from iot.repo import channels
+from iot.repo import channels, status_pages
 from iot.repo.channels import ChannelSpec
 from iot.repo.devices import DeviceSpec
 from iot.settings import DashboardSettings
@@ -49,7 +49,7 @@ def page_paths() -> list[str]:
 PATHS = page_paths()
 
 
-def fill(path: str, values: dict[str, int]) -> str:
+def fill(path: str, values: dict[str, int | str]) -> str:
     """One instance of a parameterised page; a new parameter needs a value here (the test says which)."""
     for name in re.findall(r"{(\w+)}", path):
         assert name in values, f"{path}: add an instance for {{{name}}} to the test's fleet"
@@ -58,7 +58,7 @@ def fill(path: str, values: dict[str, int]) -> str:
 
 
 @pytest.fixture(scope="module")
-def fleet(dashboard: Dashboard) -> tuple[TenantKey, TenantKey, dict[str, int]]:
+def fleet(dashboard: Dashboard) -> tuple[TenantKey, TenantKey, dict[str, int | str]]:
     full = new_tenant(dashboard.database_url, "responsive")
     empty = new_tenant(dashboard.database_url, "responsive-new")
     long_target = "https://" + "a-very-long-subdomain-name-of-a-pump." * 3 + "example.com/health/check?x=" + "9" * 60
@@ -86,7 +86,20 @@ def fleet(dashboard: Dashboard) -> tuple[TenantKey, TenantKey, dict[str, int]]:
         "VALUES ($1, 'a-fairly-long-tag-1', $2, '>', 8, 300)", full.id, "temperature_" + "probe_" * 15)
     channel = run(_channel(dashboard.database_url, full.id, "On-call " + "webhook-" * 12,
                            "json://127.0.0.1:9/" + "hooks-path-" * 10 + "token-0123456789abcdef"))
-    return full, empty, {"device_id": pump, "incident_id": incident["id"], "channel_id": channel}
+    status_page = run(_status_page(dashboard.database_url, full.id, [gateway, pump]))
+    return full, empty, {"device_id": pump, "incident_id": incident["id"], "channel_id": channel,
+                         "page_id": status_page.id, "slug": status_page.slug}
+
+
+async def _status_page(database_url: str, tenant_id: int, device_ids: list[int]):
+    """A published status page of the long-named devices (the public /status/{slug} and its edit page)."""
+    conn = await connect(database_url)
+    try:
+        return await status_pages.create_page(conn, tenant_id, status_pages.PageSpec(
+            "public-" + "s" * 40, "Service status of " + "a-long-company-name-" * 5, "x" * 300,
+            device_ids=device_ids, tags=["a-fairly-long-tag-1"], published=True))
+    finally:
+        await conn.close()
 
 
 async def _channel(database_url: str, tenant_id: int, name: str, url: str) -> int:

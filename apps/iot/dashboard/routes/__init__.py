@@ -11,8 +11,10 @@ from iot.dashboard.routes import (
     notifications,
     overview,
     settings,
+    status_pages,
 )
 
 # fleet before devices: its /devices/bulk must not be taken for /devices/{device_id}.
 ROUTERS = (auth.router, overview.router, fleet.router, devices.router, metrics.router, settings.router,
-           notifications.router, incidents.router, maintenance.router, history.router)
+           notifications.router, incidents.router, maintenance.router, history.router,
+           status_pages.router)

@@ -9,8 +9,10 @@ from iot.tracker.routes import (
     ingest,
     maintenance,
     metrics,
+    status_pages,
     tenants,
 )
 
 ROUTERS = (tenants.router, devices.router, fleet.router, ingest.router, channels.router, maintenance.router,
-           incidents.router, history.router, metrics.router)
+           incidents.router, history.router, metrics.router,
+           status_pages.router)
