@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from iot.dashboard.context import Form, Tenant, TenantRequest
+from iot.dashboard.context import Form, Tenant, TenantRequest, require_role
 from iot.dashboard.routes.auth import set_session_cookie
 from iot.errors import InputError
 from iot.repo import tenants, webhooks
 from iot.tokens import token_hash
 
-router = APIRouter()
+# API keys and the webhook (its secret is on the page): admins only, reading too.
+router = APIRouter(dependencies=[Depends(require_role("admin"))])
 
 
 async def _settings_page(request: Request, ctx: TenantRequest, status_code: int = 200, **values: object) -> Response:
