@@ -29,6 +29,7 @@ from iot.db import connect
 from iot.repo import users
 from iot.repo.devices import DeviceSpec
 from iot.settings import DashboardSettings
+from iot.tokens import token_hash
 
 _tenants = itertools.count()
 PASSWORD = "correct horse battery"
@@ -265,3 +266,31 @@ def test_a_user_of_one_tenant_cannot_sign_in_or_use_a_session_on_another(dashboa
     with httpx.Client(base_url=dashboard.url, headers={"Host": beta.host, "Cookie": f"iot_session={cookie}"}) as c:
         assert c.get("/users").status_code == 403
         assert c.get("/audit").status_code == 403
+
+
+def test_admins_create_and_revoke_api_keys_shown_once_and_rotation_keeps_their_session(dashboard) -> None:
+    tenant = fresh(dashboard)
+    add_user(dashboard, tenant, "admin@example.com", "owner")
+    admin = sign_in(dashboard, tenant, "admin@example.com")
+    csrf = csrf_of(admin.get("/settings").text)
+    created = admin.post("/settings/api-keys", data={"csrf": csrf, "name": "grafana", "scope_read": "1"})
+    assert created.status_code == 200
+    secret = re.search(r'id="created-api-key">(iotk_[^<]+)<', created.text).group(1)
+    rows = sql(dashboard.database_url, "SELECT id, key_hash, scopes FROM api_keys WHERE tenant_id = $1 AND name = "
+                                       "'grafana'", tenant.id)
+    assert rows[0]["key_hash"] == token_hash(secret) and rows[0]["scopes"] == ["read"]
+    assert secret not in admin.get("/settings").text  # shown once
+    none = admin.post("/settings/api-keys", data={"csrf": csrf, "name": "empty"})
+    assert none.status_code == 422 and "scopes" in none.text
+    revoked = admin.post(f"/settings/api-keys/{rows[0]['id']}/revoke", data={"csrf": csrf})
+    assert revoked.status_code == 200 and "revoked" in revoked.text
+    assert sql(dashboard.database_url, "SELECT revoked_at FROM api_keys WHERE id = $1", rows[0]["id"])[0][0] is not None
+    other = fresh(dashboard)
+    other_key = sql(dashboard.database_url, "SELECT id FROM api_keys WHERE tenant_id = $1", other.id)[0][0]
+    assert admin.post(f"/settings/api-keys/{other_key}/revoke", data={"csrf": csrf}).status_code == 404
+    assert sql(dashboard.database_url, "SELECT revoked_at FROM api_keys WHERE id = $1", other_key)[0][0] is None
+    rotated = admin.post("/settings/api-key", data={"csrf": csrf})
+    assert rotated.status_code == 200 and 'id="new-api-key"' in rotated.text
+    assert admin.get("/settings").status_code == 200  # still signed in as the user
+    audit = admin.get("/audit").text
+    assert "dashboard: POST /settings/api-keys" in audit and "admin@example.com" in audit
