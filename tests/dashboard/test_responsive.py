@@ -22,7 +22,7 @@ from dashboard.harness import ROOT, Dashboard, TenantKey, create_devices, new_te
 from iot.dashboard.app import create_app
 from iot.db import connect
 from iot.egress import EgressPolicy
-from iot.repo import channels
+from iot.repo import account_tokens, channels
 from iot.repo.channels import ChannelSpec
 from iot.repo.devices import DeviceSpec
 from iot.settings import DashboardSettings
@@ -86,7 +86,19 @@ def fleet(dashboard: Dashboard) -> tuple[TenantKey, TenantKey, dict[str, int]]:
         "VALUES ($1, 'a-fairly-long-tag-1', $2, '>', 8, 300)", full.id, "temperature_" + "probe_" * 15)
     channel = run(_channel(dashboard.database_url, full.id, "On-call " + "webhook-" * 12,
                            "json://127.0.0.1:9/" + "hooks-path-" * 10 + "token-0123456789abcdef"))
-    return full, empty, {"device_id": pump, "incident_id": incident["id"], "channel_id": channel}
+    invite_token = run(_invitation(dashboard.database_url, full.id, "new-" + "x" * 60 + "@example.com"))
+    # A reset needs a user, and a user ends the API-key sessions this test signs in with: the error page of an
+    # unknown reset link stands in for it.
+    return full, empty, {"device_id": pump, "incident_id": incident["id"], "channel_id": channel,
+                         "invite_token": invite_token, "reset_token": "iotr_unknown"}
+
+
+async def _invitation(database_url: str, tenant_id: int, email: str) -> str:
+    conn = await connect(database_url)
+    try:
+        return await account_tokens.create_invitation(conn, tenant_id, email, "viewer", None)
+    finally:
+        await conn.close()
 
 
 async def _channel(database_url: str, tenant_id: int, name: str, url: str) -> int:

@@ -24,6 +24,7 @@ from iot.dashboard.context import (
 )
 from iot.dashboard.routes.auth import client_address, set_session_cookie, totp_matches
 from iot.errors import InputError
+from iot.inputs import Id
 from iot.mailer import Mail, MailError, send_mail
 from iot.repo import account_tokens, audit, users
 
@@ -176,7 +177,7 @@ async def invite(request: Request, ctx: Admin, form: Form) -> Response:
 
 
 @router.post("/users/{user_id}/role")
-async def change_role(request: Request, user_id: int, ctx: Admin, form: Form) -> Response:
+async def change_role(request: Request, user_id: Id, ctx: Admin, form: Form) -> Response:
     try:
         changed = await users.set_role(ctx.db, ctx.tenant.id, user_id, str(form.get("role") or ""))
     except InputError as exc:
@@ -188,7 +189,7 @@ async def change_role(request: Request, user_id: int, ctx: Admin, form: Form) ->
 
 
 @router.post("/users/{user_id}/delete")
-async def remove_user(request: Request, user_id: int, ctx: Admin, form: Form) -> Response:
+async def remove_user(request: Request, user_id: Id, ctx: Admin, form: Form) -> Response:
     user = await users.user_by_id(ctx.db, ctx.tenant.id, user_id)
     if user is None or not await users.delete_user(ctx.db, ctx.tenant.id, user_id):
         raise NotFound("There is no such user here (the owner cannot be removed).")
@@ -199,29 +200,29 @@ async def remove_user(request: Request, user_id: int, ctx: Admin, form: Form) ->
 # --- accepting an invitation, resetting a password (no session) ----------------------------------------------
 
 
-@router.get("/invite/{token}", tags=["public"])
-async def invitation_page(request: Request, token: str, ctx: TenantAnonymous) -> Response:
-    invitation = await account_tokens.find_invitation(ctx.db, ctx.tenant.id, token[:200])
+@router.get("/invite/{invite_token}", tags=["public"])
+async def invitation_page(request: Request, invite_token: str, ctx: TenantAnonymous) -> Response:
+    invitation = await account_tokens.find_invitation(ctx.db, ctx.tenant.id, invite_token[:200])
     if invitation is None:
         raise NotFound("This invitation link was used already, has expired, or is not of this tenant. "
                        "Ask an admin for a new one.", home="/signin")
-    return ctx.render(request, "set_password.html", action=f"/invite/{token}", email=invitation.email, error=None,
+    return ctx.render(request, "set_password.html", action=f"/invite/{invite_token}", email=invitation.email, error=None,
                       title="Accept the invitation")
 
 
-@router.post("/invite/{token}", tags=["public"])
-async def accept_invitation(request: Request, token: str, ctx: TenantAnonymous) -> Response:
+@router.post("/invite/{invite_token}", tags=["public"])
+async def accept_invitation(request: Request, invite_token: str, ctx: TenantAnonymous) -> Response:
     form = await request.form()
     password = str(form.get("password") or "")
-    invitation = await account_tokens.find_invitation(ctx.db, ctx.tenant.id, token[:200])
+    invitation = await account_tokens.find_invitation(ctx.db, ctx.tenant.id, invite_token[:200])
     if invitation is None:
         raise NotFound("This invitation link was used already, has expired, or is not of this tenant.", home="/signin")
     try:
         users.hash_password(password)  # refuse a bad password before spending the invitation
     except InputError as exc:
-        return ctx.render(request, "set_password.html", status_code=422, action=f"/invite/{token}",
+        return ctx.render(request, "set_password.html", status_code=422, action=f"/invite/{invite_token}",
                           email=invitation.email, error=f"{exc.field}: {exc.reason}", title="Accept the invitation")
-    accepted = await account_tokens.accept_invitation(ctx.db, ctx.tenant.id, token[:200])
+    accepted = await account_tokens.accept_invitation(ctx.db, ctx.tenant.id, invite_token[:200])
     if accepted is None:
         raise NotFound("This invitation link was used already.", home="/signin")
     user = await users.create_user(ctx.db, ctx.tenant.id, accepted.email, password, accepted.role)
@@ -256,24 +257,24 @@ async def request_reset(request: Request, ctx: TenantAnonymous) -> Response:
                       notice=f"If {email} has an account here, a link to set a new password is on its way.")
 
 
-@router.get("/reset/{token}", tags=["public"])
-async def reset_page(request: Request, token: str, ctx: TenantAnonymous) -> Response:
-    if not await account_tokens.reset_is_valid(ctx.db, ctx.tenant.id, token[:200]):
+@router.get("/reset/{reset_token}", tags=["public"])
+async def reset_page(request: Request, reset_token: str, ctx: TenantAnonymous) -> Response:
+    if not await account_tokens.reset_is_valid(ctx.db, ctx.tenant.id, reset_token[:200]):
         raise NotFound("This reset link was used already or has expired. Ask for a new one.", home="/reset")
-    return ctx.render(request, "set_password.html", action=f"/reset/{token}", email=None, error=None,
+    return ctx.render(request, "set_password.html", action=f"/reset/{reset_token}", email=None, error=None,
                       title="Set a new password")
 
 
-@router.post("/reset/{token}", tags=["public"])
-async def reset_password(request: Request, token: str, ctx: TenantAnonymous) -> Response:
+@router.post("/reset/{reset_token}", tags=["public"])
+async def reset_password(request: Request, reset_token: str, ctx: TenantAnonymous) -> Response:
     form = await request.form()
     password = str(form.get("password") or "")
     try:
         users.hash_password(password)
     except InputError as exc:
-        return ctx.render(request, "set_password.html", status_code=422, action=f"/reset/{token}", email=None,
+        return ctx.render(request, "set_password.html", status_code=422, action=f"/reset/{reset_token}", email=None,
                           error=f"{exc.field}: {exc.reason}", title="Set a new password")
-    user_id = await account_tokens.use_reset(ctx.db, ctx.tenant.id, token[:200])
+    user_id = await account_tokens.use_reset(ctx.db, ctx.tenant.id, reset_token[:200])
     if user_id is None:
         raise NotFound("This reset link was used already or has expired. Ask for a new one.", home="/reset")
     await users.set_password(ctx.db, ctx.tenant.id, user_id, password)
@@ -289,7 +290,7 @@ async def reset_password(request: Request, token: str, ctx: TenantAnonymous) -> 
 
 
 @router.get("/audit")
-async def audit_page(request: Request, ctx: Admin, before: int | None = None) -> Response:
+async def audit_page(request: Request, ctx: Admin, before: Id | None = None) -> Response:
     entries = await audit.list_entries(ctx.db, ctx.tenant.id, before_id=before, limit=AUDIT_PAGE)
     return ctx.render(request, "audit.html", page="audit", entries=entries,
                       next_before=entries[-1].id if len(entries) == AUDIT_PAGE else None)

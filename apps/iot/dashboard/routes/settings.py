@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest, require_role
 from iot.dashboard.routes.auth import set_session_cookie
 from iot.errors import InputError
+from iot.inputs import Id
 from iot.repo import api_keys, tenants, webhooks
 from iot.tokens import token_hash
 
@@ -77,7 +78,7 @@ async def create_api_key(request: Request, ctx: Tenant, form: Form) -> Response:
 
 
 @router.post("/settings/api-keys/{key_id}/revoke")
-async def revoke_api_key(request: Request, key_id: int, ctx: Tenant, form: Form) -> Response:
+async def revoke_api_key(request: Request, key_id: Id, ctx: Tenant, form: Form) -> Response:
     key = await api_keys.revoke_api_key(ctx.db, ctx.tenant.id, key_id)
     if key is None:
         raise NotFound("There is no such API key here.")
