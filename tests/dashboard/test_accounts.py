@@ -294,3 +294,20 @@ def test_admins_create_and_revoke_api_keys_shown_once_and_rotation_keeps_their_s
     assert admin.get("/settings").status_code == 200  # still signed in as the user
     audit = admin.get("/audit").text
     assert "dashboard: POST /settings/api-keys" in audit and "admin@example.com" in audit
+
+
+def test_an_invitation_for_an_email_that_got_an_account_meanwhile_is_refused_not_a_crash(dashboard, smtp) -> None:
+    tenant = fresh(dashboard)
+    add_user(dashboard, tenant, "owner@example.com", "owner")
+    owner = sign_in(dashboard, tenant, "owner@example.com")
+    csrf = csrf_of(owner.get("/users").text)
+    assert owner.post("/users/invite", data={"csrf": csrf, "email": "twice@example.com", "role": "member"}).status_code == 200
+    path = httpx.URL(last_mail_link(smtp, "twice@example.com")).path
+    add_user(dashboard, tenant, "twice@example.com", "viewer")
+    refused = dashboard.client(tenant).post(path, data={"password": PASSWORD})
+    assert refused.status_code == 404 and "has an account here already" in refused.text
+    roles = sql(dashboard.database_url, "SELECT role FROM users WHERE tenant_id = $1 AND email = 'twice@example.com'",
+                tenant.id)
+    assert [r["role"] for r in roles] == ["viewer"]
+    again = owner.post("/users/invite", data={"csrf": csrf, "email": "twice@example.com", "role": "member"})
+    assert again.status_code == 409 and "already has an account" in again.text

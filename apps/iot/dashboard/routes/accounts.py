@@ -23,7 +23,7 @@ from iot.dashboard.context import (
     TenantRequest,
 )
 from iot.dashboard.routes.auth import client_address, set_session_cookie, totp_matches
-from iot.errors import InputError
+from iot.errors import Conflict, InputError
 from iot.inputs import Id
 from iot.mailer import Mail, MailError, send_mail
 from iot.repo import account_tokens, audit, users
@@ -225,7 +225,11 @@ async def accept_invitation(request: Request, invite_token: str, ctx: TenantAnon
     accepted = await account_tokens.accept_invitation(ctx.db, ctx.tenant.id, invite_token[:200])
     if accepted is None:
         raise NotFound("This invitation link was used already.", home="/signin")
-    user = await users.create_user(ctx.db, ctx.tenant.id, accepted.email, password, accepted.role)
+    try:
+        user = await users.create_user(ctx.db, ctx.tenant.id, accepted.email, password, accepted.role)
+    except Conflict:
+        raise NotFound(f"{accepted.email} has an account here already: sign in, or reset the password.",
+                       home="/signin") from None
     await _record(request, ctx.tenant.id, ctx, actor_kind="user", actor_id=user.id, actor_name=user.email,
                        action="dashboard: accept invitation", target=user.email, details={"role": user.role},
                        ip=client_address(request))
