@@ -140,8 +140,13 @@ def test_a_viewer_gets_403_on_every_write_route_and_still_reads(dashboard) -> No
                                    tenant.id)] == ["pump"]
     assert sql(dashboard.database_url, "SELECT count(*) FROM users WHERE tenant_id = $1", tenant.id)[0][0] == 2
     # Their own account is theirs to change, and signing out works for every role.
+    copy = viewer.cookies["iot_session"]
     changed = viewer.post("/account/password", data={"csrf": csrf, "current": PASSWORD, "password": "a new passphrase"})
-    assert changed.status_code == 200 and "Password changed" in changed.text
+    assert changed.status_code == 303 and viewer.get("/account").status_code == 200
+    # The change ended the user's other sessions (a copy of the old cookie here).
+    with httpx.Client(base_url=dashboard.url, headers={"Host": tenant.host, "Cookie": f"iot_session={copy}"}) as old:
+        assert old.get("/devices").status_code == 303
+    csrf = csrf_of(viewer.get("/account").text)
     assert viewer.post("/signout", data={"csrf": csrf}).status_code == 303
 
 
@@ -224,6 +229,7 @@ def test_invitation_mail_link_works_once_and_expired_ones_are_refused(dashboard,
 def test_password_reset_by_mail_works_once_and_expires(dashboard, smtp) -> None:
     tenant = fresh(dashboard)
     add_user(dashboard, tenant, "owner@example.com", "owner")
+    before_reset = sign_in(dashboard, tenant, "owner@example.com")
     anonymous = dashboard.client(tenant)
     unknown = anonymous.post("/reset", data={"email": "nobody@example.com"})
     assert unknown.status_code == 200 and "If nobody@example.com has an account" in unknown.text
@@ -232,6 +238,7 @@ def test_password_reset_by_mail_works_once_and_expires(dashboard, smtp) -> None:
     path = httpx.URL(last_mail_link(smtp, "owner@example.com")).path
     assert path.startswith("/reset/iotr_") and anonymous.get(path).status_code == 200
     assert anonymous.post(path, data={"password": "brand new passphrase"}).status_code == 303
+    assert before_reset.get("/account").status_code == 303  # the reset ended the sessions opened before it
     assert anonymous.post(path, data={"password": "another passphrase"}).status_code == 404
     sign_in(dashboard, tenant, "owner@example.com", "brand new passphrase")
     assert dashboard.client(tenant).post("/signin", data={"email": "owner@example.com",

@@ -20,7 +20,14 @@ from fastapi.templating import Jinja2Templates
 from redis.asyncio import Redis
 
 from iot.dashboard import queries
-from iot.dashboard.session import COOKIE_NAME, Session, SessionCodec, csrf_matches, key_fingerprint
+from iot.dashboard.session import (
+    COOKIE_NAME,
+    Session,
+    SessionCodec,
+    csrf_matches,
+    key_fingerprint,
+    user_epoch,
+)
 from iot.dashboard.session_store import SessionStore
 from iot.dashboard.tenancy import tenant_slug_from_host
 from iot.repo import tenants, users
@@ -120,8 +127,8 @@ async def tenant_only(request: Request, svc: Annotated[Services, Depends(service
     user = None
     if session is not None and session.user_id is not None:
         user = await users.user_by_id(svc.db, tenant.id, session.user_id)
-        if user is None:
-            session = None  # the user was removed: the session ends with it
+        if user is None or user_epoch(user.session_epoch) != session.key_fingerprint:
+            session = None  # the user was removed, or changed or reset the password since: sign in again
     elif session is not None:
         current = await queries.api_key_hash(svc.db, tenant.id)
         if current is None or key_fingerprint(current) != session.key_fingerprint:

@@ -28,12 +28,17 @@ class Session:
     tenant_id: int
     slug: str
     csrf: str
-    key_fingerprint: str  # prefix of the sha256 of the API key used to sign in ("" for a user's session)
+    key_fingerprint: str  # prefix of the sha256 of the API key used to sign in (a user's: `user_epoch`)
     user_id: int | None = None  # None: opened with the API key, before the tenant had an owner
 
 
 def key_fingerprint(api_key_hash: str) -> str:
     return api_key_hash[:16]
+
+
+def user_epoch(epoch: int) -> str:
+    """What a user's session carries in place of the key fingerprint: the user's session epoch."""
+    return f"user:{epoch}"
 
 
 class SessionCodec:
@@ -46,9 +51,10 @@ class SessionCodec:
                           key_fingerprint(api_key_hash))
         return session, self.encode(session)
 
-    def for_user(self, tenant_id: int, slug: str, user_id: int) -> tuple[Session, str]:
-        """A fresh session of a signed-in user, and its cookie value."""
-        session = Session(secrets.token_urlsafe(24), tenant_id, slug, secrets.token_urlsafe(24), "", user_id)
+    def for_user(self, tenant_id: int, slug: str, user_id: int, epoch: int) -> tuple[Session, str]:
+        """A fresh session of a signed-in user, and its cookie value; it ends when the user's epoch moves on."""
+        session = Session(secrets.token_urlsafe(24), tenant_id, slug, secrets.token_urlsafe(24), user_epoch(epoch),
+                          user_id)
         return session, self.encode(session)
 
     def encode(self, session: Session) -> str:

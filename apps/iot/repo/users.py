@@ -26,7 +26,8 @@ _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both paths take the same time.
 _DUMMY_HASH = _hasher.hash("not a password of anybody")
 
-_COLUMNS = "id, tenant_id, email, password_hash, role, totp_sealed, totp_enabled, created_at, last_signin_at"
+_COLUMNS = ("id, tenant_id, email, password_hash, role, totp_sealed, totp_enabled, created_at, last_signin_at, "
+            "session_epoch")
 
 INSERT_USER = f"""
 INSERT INTO users (tenant_id, email, password_hash, role) VALUES ($1, $2, $3, $4)
@@ -43,7 +44,10 @@ SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"
 SELECT_USERS = f"SELECT {_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY id"
 HAS_USERS = "SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1)"
 TOUCH_SIGNIN = "UPDATE users SET last_signin_at = now() WHERE tenant_id = $1 AND id = $2"
-UPDATE_PASSWORD = "UPDATE users SET password_hash = $3 WHERE tenant_id = $1 AND id = $2"
+UPDATE_PASSWORD = """
+UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1 WHERE tenant_id = $1 AND id = $2
+RETURNING session_epoch
+"""
 UPDATE_ROLE = f"UPDATE users SET role = $3 WHERE tenant_id = $1 AND id = $2 AND role <> 'owner' RETURNING {_COLUMNS}"
 DELETE_USER = "DELETE FROM users WHERE tenant_id = $1 AND id = $2 AND role <> 'owner' RETURNING id"
 UPDATE_TOTP = "UPDATE users SET totp_sealed = $3, totp_enabled = $4 WHERE tenant_id = $1 AND id = $2"
@@ -60,6 +64,7 @@ class User:
     totp_enabled: bool
     created_at: datetime
     last_signin_at: datetime | None
+    session_epoch: int  # a session opened under an older epoch has ended (password changed or reset)
 
     @classmethod
     def from_record(cls, row: asyncpg.Record) -> User:
@@ -138,7 +143,8 @@ async def touch_signin(db: Executor, tenant_id: int, user_id: int) -> None:
 
 
 async def set_password(db: Executor, tenant_id: int, user_id: int, password: str) -> None:
-    await db.execute(UPDATE_PASSWORD, tenant_id, user_id, hash_password(password))
+    """A new password; every session of the user opened before it ends."""
+    await db.fetchval(UPDATE_PASSWORD, tenant_id, user_id, hash_password(password))
 
 
 async def set_role(db: Executor, tenant_id: int, user_id: int, role: str) -> User | None:

@@ -39,7 +39,7 @@ def _link(request: Request, ctx: TenantRequest, path: str) -> str:
 
 
 async def _signed_in_as(ctx: TenantRequest, user: users.User, target: str) -> Response:
-    session, cookie = ctx.services.sessions.for_user(ctx.tenant.id, ctx.tenant.slug, user.id)
+    session, cookie = ctx.services.sessions.for_user(ctx.tenant.id, ctx.tenant.slug, user.id, user.session_epoch)
     await ctx.services.session_store.open(session)
     if ctx.session is not None:
         await ctx.services.session_store.close(ctx.session)
@@ -132,7 +132,11 @@ async def change_password(request: Request, ctx: AnyRole, form: OwnAccountForm) 
     except InputError as exc:
         return await _account_page(request, ctx, status_code=422, error=f"{exc.field}: {exc.reason}")
     await _audit(request, ctx, "dashboard: change password", ctx.user.email)
-    return await _account_page(request, ctx, notice="Password changed.")
+    # The change ended every session of the user (a thief's too); this browser gets a fresh one.
+    user = await users.user_by_id(ctx.db, ctx.tenant.id, ctx.user.id)
+    if user is None:
+        raise NotFound("This account no longer exists.", home="/signin")
+    return await _signed_in_as(ctx, user, "/account")
 
 
 # --- users and invitations (admin) --------------------------------------------------------------------------

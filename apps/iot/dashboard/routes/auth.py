@@ -88,7 +88,7 @@ async def signin(request: Request, ctx: TenantAnonymous) -> Response:
     await users.touch_signin(ctx.db, ctx.tenant.id, user.id)
     await audit.record(ctx.db, ctx.tenant.id, actor_kind="user", actor_id=user.id, actor_name=user.email,
                        action="dashboard: sign in", ip=client_address(request))
-    session, cookie = ctx.services.sessions.for_user(ctx.tenant.id, ctx.tenant.slug, user.id)
+    session, cookie = ctx.services.sessions.for_user(ctx.tenant.id, ctx.tenant.slug, user.id, user.session_epoch)
     return await _open(ctx, session, cookie, next_path)
 
 

@@ -13,6 +13,7 @@ CREATE TABLE users (
     totp_enabled   boolean NOT NULL DEFAULT false,
     created_at     timestamptz NOT NULL DEFAULT now(),
     last_signin_at timestamptz,
+    session_epoch  integer NOT NULL DEFAULT 0,   -- bumped by a password change or reset: older sessions end
     UNIQUE (tenant_id, email),
     CHECK (NOT totp_enabled OR totp_sealed IS NOT NULL)
 );
