@@ -194,7 +194,13 @@ def test_totp_is_required_once_enabled(dashboard) -> None:
     assert confirmed.status_code == 303
     no_code = dashboard.client(tenant).post("/signin", data={"email": "owner@example.com", "password": PASSWORD})
     assert no_code.status_code == 401 and "6-digit code" in no_code.text
-    sign_in(dashboard, tenant, "owner@example.com", code=pyotp.TOTP(seed).now())
+    second = sign_in(dashboard, tenant, "owner@example.com", code=pyotp.TOTP(seed).now())
+    csrf = csrf_of(second.get("/account").text)
+    assert second.post("/account/totp/disable", data={"csrf": csrf, "current": "not my password"}).status_code == 422
+    assert second.post("/account/totp/disable", data={"csrf": csrf, "current": PASSWORD}).status_code == 303
+    sign_in(dashboard, tenant, "owner@example.com")  # no code needed any more
+    stored = sql(dashboard.database_url, "SELECT totp_sealed, totp_enabled FROM users WHERE tenant_id = $1", tenant.id)
+    assert (stored[0]["totp_sealed"], stored[0]["totp_enabled"]) == (None, False)
 
 
 def test_invitation_mail_link_works_once_and_expired_ones_are_refused(dashboard, smtp) -> None:

@@ -121,6 +121,18 @@ async def confirm_totp(request: Request, ctx: AnyRole, form: OwnAccountForm) -> 
     return RedirectResponse("/account", status_code=303)
 
 
+@router.post("/account/totp/disable", tags=["self-service"])
+async def disable_totp(request: Request, ctx: AnyRole, form: OwnAccountForm) -> Response:
+    """Turning the second factor off needs the password: a left-open session alone cannot do it."""
+    if ctx.user is None:
+        return RedirectResponse("/account/owner", status_code=303)
+    if not users.password_matches(ctx.user, str(form.get("current") or "")):
+        return await _account_page(request, ctx, status_code=422, error="current: that is not your password")
+    await users.set_totp(ctx.db, ctx.tenant.id, ctx.user.id, None, False)
+    await _audit(request, ctx, "dashboard: disable two-factor", ctx.user.email)
+    return RedirectResponse("/account", status_code=303)
+
+
 @router.post("/account/password", tags=["self-service"])
 async def change_password(request: Request, ctx: AnyRole, form: OwnAccountForm) -> Response:
     if ctx.user is None:
