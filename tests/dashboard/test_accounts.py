@@ -324,3 +324,13 @@ def test_an_invitation_for_an_email_that_got_an_account_meanwhile_is_refused_not
     assert [r["role"] for r in roles] == ["viewer"]
     again = owner.post("/users/invite", data={"csrf": csrf, "email": "twice@example.com", "role": "member"})
     assert again.status_code == 409 and "already has an account" in again.text
+
+
+def test_revoking_the_original_key_ends_its_dashboard_sign_in(dashboard) -> None:
+    tenant = fresh(dashboard)
+    key_client = dashboard.signed_in(tenant)
+    assert key_client.get("/devices").status_code == 200
+    sql(dashboard.database_url, "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1", tenant.id)
+    assert key_client.get("/devices").status_code == 303  # its session ended
+    refused = dashboard.client(tenant).post("/signin", data={"api_key": tenant.api_key})
+    assert refused.status_code == 401

@@ -29,7 +29,12 @@ WITH tenant AS (
 )
 SELECT * FROM tenant
 """
-SELECT_TENANT_BY_KEY_HASH = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE api_key_hash = $1"
+# The original key signs in to the dashboard only while its api_keys row is live: revoking it there counts.
+SELECT_TENANT_BY_KEY_HASH = """
+SELECT t.id, t.slug, t.name, t.webhook_url, t.created_at FROM tenants t
+JOIN api_keys k ON k.tenant_id = t.id AND k.key_hash = t.api_key_hash AND k.revoked_at IS NULL
+WHERE t.api_key_hash = $1
+"""
 SELECT_TENANT_BY_SLUG = "SELECT id, slug, name, webhook_url, created_at FROM tenants WHERE slug = $1"
 # The original key: its api_keys row (if not revoked) follows tenants.api_key_hash.
 UPDATE_API_KEY = """
