@@ -22,7 +22,7 @@ from dashboard.harness import ROOT, Dashboard, TenantKey, create_devices, new_te
 from iot.dashboard.app import create_app
 from iot.db import connect
 from iot.egress import EgressPolicy
-from iot.repo import channels, status_pages
+from iot.repo import account_tokens, channels, status_pages
 from iot.repo.channels import ChannelSpec
 from iot.repo.devices import DeviceSpec
 from iot.settings import DashboardSettings
@@ -87,8 +87,20 @@ def fleet(dashboard: Dashboard) -> tuple[TenantKey, TenantKey, dict[str, int | s
     channel = run(_channel(dashboard.database_url, full.id, "On-call " + "webhook-" * 12,
                            "json://127.0.0.1:9/" + "hooks-path-" * 10 + "token-0123456789abcdef"))
     status_page = run(_status_page(dashboard.database_url, full.id, [gateway, pump]))
+    invite_token = run(_invitation(dashboard.database_url, full.id, "new-" + "x" * 60 + "@example.com"))
+    # A reset needs a user, and a user ends the API-key sessions this test signs in with: the error page of an
+    # unknown reset link stands in for it.
     return full, empty, {"device_id": pump, "incident_id": incident["id"], "channel_id": channel,
-                         "page_id": status_page.id, "slug": status_page.slug}
+                         "page_id": status_page.id, "slug": status_page.slug,
+                         "invite_token": invite_token, "reset_token": "iotr_unknown"}
+
+
+async def _invitation(database_url: str, tenant_id: int, email: str) -> str:
+    conn = await connect(database_url)
+    try:
+        return await account_tokens.create_invitation(conn, tenant_id, email, "viewer", None)
+    finally:
+        await conn.close()
 
 
 async def _status_page(database_url: str, tenant_id: int, device_ids: list[int]):

@@ -19,14 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from iot import __version__, http_headers, http_limits
 from iot.dashboard import check_options
-from iot.dashboard.context import NotFound, PageError, Services, SignInRequired
+from iot.dashboard.context import READ_METHODS, NotFound, PageError, Services, SignInRequired
 from iot.dashboard.routes import ROUTERS
 from iot.dashboard.session import SessionCodec
 from iot.dashboard.session_store import SessionStore
 from iot.dashboard.tenancy import tenant_slug_from_host
 from iot.db import create_pool
 from iot.errors import REFUSED_BY_DATABASE, refused_by_database
-from iot.repo import tenants
+from iot.repo import audit, tenants
 from iot.settings import DashboardSettings
 
 PACKAGE = resources.files("iot.dashboard")
@@ -82,6 +82,21 @@ def create_app(settings: DashboardSettings) -> FastAPI:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    @app.middleware("http")
+    async def audit_changes(request: Request, call_next) -> Response:
+        # Every change a signed-in user makes, on every route (new ones too): after it succeeded.
+        response = await call_next(request)
+        ctx = getattr(request.state, "dashboard_actor", None)
+        if (request.method not in READ_METHODS and response.status_code < 400 and ctx is not None
+                and ctx.session is not None and not getattr(request.state, "audited", False)):
+            route = request.scope.get("route")
+            target = ", ".join(f"{k}={v}" for k, v in request.scope.get("path_params", {}).items())
+            await audit.record(ctx.db, ctx.tenant.id, actor_kind="user",
+                               actor_id=ctx.user.id if ctx.user else None, actor_name=ctx.actor_name,
+                               action=f"dashboard: {request.method} {getattr(route, 'path', request.url.path)}",
+                               target=target, ip=request.client.host if request.client else None)
         return response
 
     http_limits.install(app, max_bytes=settings.max_request_body_bytes,

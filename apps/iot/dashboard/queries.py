@@ -20,7 +20,12 @@ from iot.dashboard.charts import Bucket
 from iot.repo import history, regions
 from iot.repo._db import Executor
 
-SELECT_API_KEY_HASH = "SELECT api_key_hash FROM tenants WHERE id = $1"
+# NULL once the original key is revoked (in api_keys): the sessions opened with it end then.
+SELECT_API_KEY_HASH = """
+SELECT t.api_key_hash FROM tenants t
+JOIN api_keys k ON k.tenant_id = t.id AND k.key_hash = t.api_key_hash AND k.revoked_at IS NULL
+WHERE t.id = $1
+"""
 
 # Buckets of `$3` width over [$2, now]: checks and failures summed, the median weighted by checks.
 SELECT_ROLLUP_BUCKETS = """

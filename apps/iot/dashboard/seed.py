@@ -107,7 +107,8 @@ async def seed(settings: SeedSettings) -> dict[str, object]:
             tenant, _ = await tenants.create_tenant(pool, settings.demo_tenant, "Demo fleet",
                                                     monitor_names=settings.monitor_name_set())
         # A known key, so the docs can say which key signs in (the generated one is discarded).
-        await pool.execute(tenants.UPDATE_API_KEY, tenant.id, token_hash(settings.demo_api_key.get_secret_value()))
+        demo_key = settings.demo_api_key.get_secret_value()
+        await pool.execute(tenants.UPDATE_API_KEY, tenant.id, token_hash(demo_key), tenants.shown_key(demo_key))
         done = await converge_devices(pool, tenant.id, demo_devices(settings), settings.egress_policy())
         if done["devices_created"] or done["devices_updated"] or done["devices_deleted"]:
             await devices.notify_devices_changed(redis)

@@ -28,11 +28,17 @@ class Session:
     tenant_id: int
     slug: str
     csrf: str
-    key_fingerprint: str  # prefix of the sha256 of the API key used to sign in
+    key_fingerprint: str  # prefix of the sha256 of the API key used to sign in (a user's: `user_epoch`)
+    user_id: int | None = None  # None: opened with the API key, before the tenant had an owner
 
 
 def key_fingerprint(api_key_hash: str) -> str:
     return api_key_hash[:16]
+
+
+def user_epoch(epoch: int) -> str:
+    """What a user's session carries in place of the key fingerprint: the user's session epoch."""
+    return f"user:{epoch}"
 
 
 class SessionCodec:
@@ -40,14 +46,20 @@ class SessionCodec:
         self._serializer = URLSafeTimedSerializer(secret, salt=_SALT)
 
     def new(self, tenant_id: int, slug: str, api_key_hash: str) -> tuple[Session, str]:
-        """A fresh session and its cookie value."""
+        """A fresh session opened with the tenant's API key, and its cookie value."""
         session = Session(secrets.token_urlsafe(24), tenant_id, slug, secrets.token_urlsafe(24),
                           key_fingerprint(api_key_hash))
         return session, self.encode(session)
 
+    def for_user(self, tenant_id: int, slug: str, user_id: int, epoch: int) -> tuple[Session, str]:
+        """A fresh session of a signed-in user, and its cookie value; it ends when the user's epoch moves on."""
+        session = Session(secrets.token_urlsafe(24), tenant_id, slug, secrets.token_urlsafe(24), user_epoch(epoch),
+                          user_id)
+        return session, self.encode(session)
+
     def encode(self, session: Session) -> str:
         return self._serializer.dumps({"sid": session.sid, "tid": session.tenant_id, "slug": session.slug,
-                                       "csrf": session.csrf, "kf": session.key_fingerprint})
+                                       "csrf": session.csrf, "kf": session.key_fingerprint, "uid": session.user_id})
 
     def decode(self, value: str | None) -> Session | None:
         """The session in a cookie value, or None when missing, tampered with, expired or malformed."""
@@ -59,10 +71,12 @@ class SessionCodec:
             return None
         if not isinstance(data, dict):
             return None
-        sid, tid, slug, csrf, kf = (data.get(k) for k in ("sid", "tid", "slug", "csrf", "kf"))
+        sid, tid, slug, csrf, kf, uid = (data.get(k) for k in ("sid", "tid", "slug", "csrf", "kf", "uid"))
         if not isinstance(tid, int) or not all(isinstance(v, str) for v in (sid, slug, csrf, kf)):
             return None
-        return Session(sid, tid, slug, csrf, kf)
+        if uid is not None and (not isinstance(uid, int) or isinstance(uid, bool)):
+            return None
+        return Session(sid, tid, slug, csrf, kf, uid)
 
 
 def csrf_matches(session: Session, submitted: str | None) -> bool:

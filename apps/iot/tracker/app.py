@@ -20,7 +20,8 @@ from iot.tracker.rate_limit import PointBudget
 from iot.tracker.routes import ROUTERS
 
 DESCRIPTION = """
-Tenant API (`Authorization: Bearer <api_key>`): devices, incidents, webhooks.
+Tenant API (`Authorization: Bearer <api_key>`): devices, incidents, webhooks. API keys are scoped: `read`
+for GET and HEAD, `write` for every other method (403 without it); changes are kept in `/v1/audit-log`.
 Device ingest (`Authorization: Bearer <device token>`): metrics and heartbeats.
 Tenant creation (`Authorization: Bearer <ADMIN_TOKEN>`).
 

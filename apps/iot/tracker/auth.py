@@ -1,4 +1,8 @@
-"""Bearer authentication: the admin token, tenant API keys and device ingest tokens.
+"""Bearer authentication: the admin token, tenant API keys and device ingest tokens; API-key scopes.
+
+Scopes are enforced here, by method, so every route (including ones added later) is covered without
+edits: GET and HEAD need `read`, every other method needs `write`. Device ingest authenticates with
+device tokens, not API keys, and is unaffected.
 
 Every failure is a 401 with `WWW-Authenticate: Bearer`, saying which kind of key the endpoint wants,
 never whether some other tenant's key or device exists. Routers use `AuthenticateFirst`, so credentials
@@ -19,8 +23,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from iot.repo import audit
+from iot.repo.api_keys import Principal, principal_by_key
 from iot.repo.devices import IngestDevice, device_by_token
-from iot.repo.tenants import Tenant, tenant_by_api_key
+from iot.repo.tenants import Tenant
 from iot.tokens import token_hash
 
 bearer = HTTPBearer(auto_error=False, description="Tenant API key, device token or admin token, by endpoint.")
@@ -65,14 +71,31 @@ async def require_admin(request: Request, credentials: Credentials) -> None:
     _remember(request, None)
 
 
-async def current_tenant(request: Request, credentials: Credentials) -> Tenant:
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def needed_scope(method: str) -> str:
+    """Default-deny by method: only GET and HEAD are reads; anything else changes something."""
+    return "read" if method.upper() in READ_METHODS else "write"
+
+
+async def current_principal(request: Request, credentials: Credentials) -> Principal:
     if (known := _known(request)) is not _MISSING:
         return known
     api_key = _token(credentials, "tenant API key")
-    tenant = await tenant_by_api_key(request.app.state.pool, api_key)
-    if tenant is None:
+    principal = await principal_by_key(request.app.state.pool, api_key)
+    if principal is None:
         raise unauthorized("unknown or revoked tenant API key")
-    return _remember(request, tenant)
+    scope = needed_scope(request.method)
+    if scope not in principal.scopes:
+        raise HTTPException(403, detail=f"scopes: API key {principal.key_name!r} has scopes "
+                                        f"{', '.join(sorted(principal.scopes))}; {request.method} needs the "
+                                        f"{scope!r} scope: use a key that has it (POST /v1/api-keys)")
+    return _remember(request, principal)
+
+
+async def current_tenant(principal: Annotated[Principal, Depends(current_principal)]) -> Tenant:
+    return principal.tenant
 
 
 class DeviceTokenCache:
@@ -112,14 +135,14 @@ async def current_device(request: Request, credentials: Credentials) -> IngestDe
     return _remember(request, device)
 
 
-AUTHENTICATORS = (require_admin, current_tenant, current_device)
+AUTHENTICATORS = (require_admin, current_principal, current_device)
 
 
-def _authenticator(dependant: Dependant) -> Callable[..., Awaitable[Any]] | None:
+def route_authenticator(dependant: Dependant) -> Callable[..., Awaitable[Any]] | None:
     for dependency in dependant.dependencies:
         if dependency.call in AUTHENTICATORS:
             return dependency.call
-        found = _authenticator(dependency)
+        found = route_authenticator(dependency)
         if found is not None:
             return found
     return None
@@ -135,17 +158,31 @@ class AuthenticateFirst(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
-        authenticate = _authenticator(self.dependant)
+        authenticate = route_authenticator(self.dependant)
         if authenticate is None:
             return handler
 
         async def authenticated_handler(request: Request) -> Response:
-            await authenticate(request, await bearer(request))
-            return await handler(request)
+            who = await authenticate(request, await bearer(request))
+            response = await handler(request)
+            if isinstance(who, Principal) and request.method not in READ_METHODS and response.status_code < 400:
+                await _audit(request, who)
+            return response
 
         return authenticated_handler
 
 
+async def _audit(request: Request, who: Principal) -> None:
+    """One audit row per change an API key made: the route (not the body, which may hold secrets)."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    target = ", ".join(f"{k}={v}" for k, v in request.path_params.items())
+    await audit.record(request.app.state.pool, who.tenant.id, actor_kind="api_key", actor_id=who.key_id,
+                       actor_name=who.key_name, action=f"{request.method} {path}", target=target,
+                       ip=request.client.host if request.client else None)
+
+
 AdminAuth = Annotated[None, Depends(require_admin)]
 TenantAuth = Annotated[Tenant, Depends(current_tenant)]
+PrincipalAuth = Annotated[Principal, Depends(current_principal)]
 DeviceAuth = Annotated[IngestDevice, Depends(current_device)]

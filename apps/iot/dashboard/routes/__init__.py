@@ -1,6 +1,7 @@
 """Dashboard routes, one module per page group; `ROUTERS` is the order app.py includes them in."""
 
 from iot.dashboard.routes import (
+    accounts,
     auth,
     devices,
     fleet,
@@ -17,4 +18,4 @@ from iot.dashboard.routes import (
 # fleet before devices: its /devices/bulk must not be taken for /devices/{device_id}.
 ROUTERS = (auth.router, overview.router, fleet.router, devices.router, metrics.router, settings.router,
            notifications.router, incidents.router, maintenance.router, history.router,
-           status_pages.router)
+           status_pages.router, accounts.router)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
+from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest, require_role
 from iot.errors import InputError
 from iot.inputs import Id
 from iot.notify import CHANNELS, EVENT_KINDS, SendContext, test_event
 from iot.repo import channels, device_list
 from iot.repo.channels import ChannelSpec
 
-router = APIRouter()
+# Channels: everyone may look, admins change them.
+router = APIRouter(dependencies=[Depends(require_role("admin", writes_only=True))])
 
 EVENT_LABELS = {"down": "Down", "up": "Up again (with duration)", "degraded": "Degraded", "silent": "Silent (push)",
                 "metric": "Metric rule incidents (opened, resolved)",

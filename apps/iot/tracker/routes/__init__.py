@@ -1,6 +1,7 @@
 """The tracker's HTTP routes, one module per resource; `ROUTERS` is the order app.py includes them in."""
 
 from iot.tracker.routes import (
+    accounts,
     channels,
     devices,
     fleet,
@@ -15,4 +16,4 @@ from iot.tracker.routes import (
 
 ROUTERS = (tenants.router, devices.router, fleet.router, ingest.router, channels.router, maintenance.router,
            incidents.router, history.router, metrics.router,
-           status_pages.router)
+           status_pages.router, accounts.router)

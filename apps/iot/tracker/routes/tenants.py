@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from iot import quotas, repo
 from iot.inputs import Id, Slug
-from iot.repo import devices, tenants, webhooks
-from iot.tracker.auth import AdminAuth, AuthenticateFirst, TenantAuth
+from iot.repo import api_keys, devices, tenants, webhooks
+from iot.tracker.auth import AdminAuth, AuthenticateFirst, PrincipalAuth, TenantAuth
 from iot.tracker.schemas import (
     ApiKeyOut,
     DeliveryOut,
@@ -76,9 +76,12 @@ async def whoami(tenant: TenantAuth, request: Request) -> TenantOut:
 
 
 @router.post("/tenant/api-key", response_model=ApiKeyOut, tags=["tenant"])
-async def rotate_api_key(tenant: TenantAuth, request: Request) -> ApiKeyOut:
-    """Replace this tenant's API key; the key used for this call stops working."""
-    return ApiKeyOut(api_key=await tenants.rotate_api_key(request.app.state.pool, tenant.id))
+async def rotate_api_key(who: PrincipalAuth, request: Request) -> ApiKeyOut:
+    """Replace the API key used for this call (same name and scopes); it stops working at once."""
+    new_key = await api_keys.rotate_key(request.app.state.pool, who.tenant.id, who.key_id)
+    if new_key is None:  # revoked between authentication and now
+        raise HTTPException(401, detail="unknown or revoked tenant API key", headers={"WWW-Authenticate": "Bearer"})
+    return ApiKeyOut(api_key=new_key)
 
 
 @router.put("/webhook", response_model=WebhookOut, tags=["webhooks"])
