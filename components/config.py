@@ -116,8 +116,11 @@ STEERING_POLICIES = ("off", "geo", "random", "dynamic_latency", "proximity",
 CHECK_REGIONS = ("WNAM", "ENAM", "WEU", "EEU", "NSAM", "SSAM", "OC", "ME", "NAF", "SAF", "SAS", "SEAS",
                  "NEAS", "ALL_REGIONS")
 SECRET_KEYS = ("databaseUrl", "redisUrl")
-OPTIONAL_SECRET_KEYS = ("registry",)
+OPTIONAL_SECRET_KEYS = ("registry", "smtp")
 REGISTRY_EXAMPLE = '{"server": "ghcr.io", "username": "<user>", "password": "<token with read:packages>"}'
+SMTP_EXAMPLE = ('{"host": "smtp.example.com", "port": 587, "security": "starttls", "username": "<login>", '
+                '"password": "<password>", "from": "my-iot-app <alerts@example.com>"}')
+SMTP_SECURITY = ("starttls", "tls", "none")
 
 _LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -225,6 +228,19 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class SmtpConfig:
+    """The deployment's SMTP relay (iot:smtp): e-mail channels, invitations, password resets. The whole
+    object is a secret (it holds the password), so every field reaches the apps as a Nomad Variable."""
+
+    host: str
+    port: int
+    security: str
+    username: str
+    password: pulumi.Output[str]
+    sender: str
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     domain: str
@@ -241,6 +257,7 @@ class StackConfig:
     database_url: pulumi.Output[str]
     redis_url: pulumi.Output[str]
     registry: RegistryConfig | None = None
+    smtp: SmtpConfig | None = None
 
     @property
     def monitor_names(self) -> tuple[str, ...]:
@@ -689,6 +706,46 @@ def _registry(value: object) -> RegistryConfig | None:
                           password=pulumi.Output.secret(value["password"]))
 
 
+def _smtp(value: object) -> SmtpConfig | None:
+    """iot:smtp: a JSON object {host, port, security, username, password, from}; the password is never echoed."""
+    if value is None:
+        return None
+    fix = f"set it with `pulumi config set --secret iot:smtp '{SMTP_EXAMPLE}'`"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"iot:smtp must be a JSON object with host, port, security, username, password and from; {fix}")
+    allowed = ("host", "port", "security", "username", "password", "from")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(f"iot:smtp has unknown field(s) {', '.join(unknown)}; allowed fields: "
+                          f"{', '.join(allowed)}; {fix}")
+    host = value.get("host")
+    if not isinstance(host, str) or not _REGISTRY_HOST_RE.match(host.strip().lower()) or ":" in host:
+        raise ConfigError(f"iot:smtp.host {host!r} is not a host name; give the relay's name only, e.g. "
+                          f"smtp.example.com (the port goes in port); {fix}")
+    port = value.get("port", 587)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"iot:smtp.port {port!r} is not a port; use 587 (starttls), 465 (tls) or 25; {fix}")
+    security = value.get("security", "starttls")
+    if security not in SMTP_SECURITY:
+        raise ConfigError(f"iot:smtp.security {security!r} is not one of {', '.join(SMTP_SECURITY)}; {fix}")
+    username, password = value.get("username", ""), value.get("password", "")
+    if (not isinstance(username, str) or not isinstance(password, str) or bool(username) != bool(password)
+            or not (username + password).isprintable()):
+        raise ConfigError(f"iot:smtp.username and iot:smtp.password go together (printable strings, both set or "
+                          f"both empty for a relay without login); {fix}")
+    sender = value.get("from")
+    if not isinstance(sender, str) or "@" not in sender or any(c in sender for c in "\r\n"):
+        raise ConfigError(f"iot:smtp.from {sender!r} is not a From: address; use e.g. "
+                          f"'my-iot-app <alerts@example.com>'; {fix}")
+    return SmtpConfig(host=host.strip().lower(), port=port, security=security, username=username,
+                      password=pulumi.Output.secret(password), sender=sender)
+
+
 TOP_LEVEL_KEYS = ("domain", "adminCidrs", "cluster", "monitors", "versions", "images", "imageTag", "services",
                   "edge", "cloudflare", "protect", "sshUser", *SECRET_KEYS)
 
@@ -708,6 +765,11 @@ def parse_stack_config(
         raise ConfigError(
             "iot:registry holds credentials and is stored in plain text; remove it from the stack file and "
             f"set it with `pulumi config set --secret iot:registry '{REGISTRY_EXAMPLE}'`"
+        )
+    if "smtp" in raw:
+        raise ConfigError(
+            "iot:smtp holds the relay's password and is stored in plain text; remove it from the stack file and "
+            f"set it with `pulumi config set --secret iot:smtp '{SMTP_EXAMPLE}'`"
         )
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
     if unknown:
@@ -745,6 +807,7 @@ def parse_stack_config(
         database_url=_secret(secrets, "databaseUrl"),
         redis_url=_secret(secrets, "redisUrl"),
         registry=_registry(secrets.get("registry")),
+        smtp=_smtp(secrets.get("smtp")),
     )
     _check_collisions(config, other_stacks or {})
     return config

@@ -23,11 +23,14 @@ APP_JOBS = ("tracker", "worker", "dashboard")
 STATIC_JOBS = ("marketing", "docs")
 
 # The items each job's templates read with nomadVar "nomad/jobs/<job>" (jobs without secrets: none).
+# The SMTP relay (iot:smtp) goes to every app that sends mail: channel tests (tracker), e-mail channels
+# (worker), invitations and password resets (dashboard).
+SMTP_ITEMS = ("SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM")
 SECRET_ITEMS: dict[str, tuple[str, ...]] = {
     "traefik": ("origin_cert", "origin_key", "consul_token", "consul_ca"),
-    "tracker": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY", "ADMIN_TOKEN"),
-    "worker": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY"),
-    "dashboard": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY", "SESSION_SECRET"),
+    "tracker": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY", "ADMIN_TOKEN", *SMTP_ITEMS),
+    "worker": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY", *SMTP_ITEMS),
+    "dashboard": ("DATABASE_URL", "REDIS_URL", "SECRETS_KEY", "SESSION_SECRET", *SMTP_ITEMS),
 }
 
 

@@ -88,7 +88,8 @@ class NomadWorkloads(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["base64", "hex"]),
         ).base64.apply(lambda value: value.replace("+", "-").replace("/", "_"))
 
-        app_secrets = {"DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url, "SECRETS_KEY": secrets_key}
+        app_secrets = {"DATABASE_URL": config.database_url, "REDIS_URL": config.redis_url, "SECRETS_KEY": secrets_key,
+                       **smtp_items(config)}
         items: dict[str, Mapping[str, pulumi.Input[str]]] = {
             "traefik": {
                 "origin_cert": edge.origin_certificate,
@@ -136,3 +137,13 @@ class NomadWorkloads(pulumi.ComponentResource):
             )
 
         self.register_outputs({"jobs": {job: j.id for job, j in self.jobs.items()}})
+
+
+def smtp_items(config: StackConfig) -> dict[str, pulumi.Input[str]]:
+    """SMTP_* for the apps' Nomad Variables: the relay of iot:smtp, or an empty host (no e-mail) without it."""
+    smtp = config.smtp
+    if smtp is None:
+        return {"SMTP_HOST": "", "SMTP_PORT": "587", "SMTP_SECURITY": "starttls", "SMTP_USERNAME": "",
+                "SMTP_PASSWORD": "", "SMTP_FROM": f"my-iot-app <alerts@{config.domain}>"}
+    return {"SMTP_HOST": smtp.host, "SMTP_PORT": str(smtp.port), "SMTP_SECURITY": smtp.security,
+            "SMTP_USERNAME": smtp.username, "SMTP_PASSWORD": smtp.password, "SMTP_FROM": smtp.sender}

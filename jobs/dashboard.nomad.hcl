@@ -1,6 +1,6 @@
 # Dashboard (DESIGN §2): every tenant at <slug>.<domain>, the lowest-priority router so the explicit
 # hosts (www, docs, tracker...) always win. Secrets come only from the Nomad Variable
-# nomad/jobs/dashboard (DATABASE_URL, REDIS_URL, SECRETS_KEY, SESSION_SECRET) through a template.
+# nomad/jobs/dashboard (DATABASE_URL, REDIS_URL, SECRETS_KEY, SESSION_SECRET, SMTP_*) through a template.
 
 variable "datacenters" {
   type        = string
@@ -144,6 +144,12 @@ job "dashboard" {
         DATABASE_URL={{ .DATABASE_URL }}
         REDIS_URL={{ .REDIS_URL }}
         SECRETS_KEY={{ .SECRETS_KEY }}
+        SMTP_HOST={{ .SMTP_HOST }}
+        SMTP_PORT={{ .SMTP_PORT }}
+        SMTP_SECURITY={{ .SMTP_SECURITY }}
+        SMTP_USERNAME={{ .SMTP_USERNAME | toJSON }}
+        SMTP_PASSWORD={{ .SMTP_PASSWORD | toJSON }}
+        SMTP_FROM={{ .SMTP_FROM | toJSON }}
         SESSION_SECRET={{ .SESSION_SECRET }}
         {{ end }}
         EOT

@@ -1,6 +1,6 @@
 # Tracker API (DESIGN §2): tracker.<domain> and its alias collect.<domain>.
 # Devices push metrics here; tenants use its API. Secrets come only from the Nomad Variable
-# nomad/jobs/tracker (DATABASE_URL, REDIS_URL, SECRETS_KEY, ADMIN_TOKEN) through a template.
+# nomad/jobs/tracker (DATABASE_URL, REDIS_URL, SECRETS_KEY, ADMIN_TOKEN, SMTP_*) through a template.
 
 variable "datacenters" {
   type        = string
@@ -134,6 +134,12 @@ job "tracker" {
         DATABASE_URL={{ .DATABASE_URL }}
         REDIS_URL={{ .REDIS_URL }}
         SECRETS_KEY={{ .SECRETS_KEY }}
+        SMTP_HOST={{ .SMTP_HOST }}
+        SMTP_PORT={{ .SMTP_PORT }}
+        SMTP_SECURITY={{ .SMTP_SECURITY }}
+        SMTP_USERNAME={{ .SMTP_USERNAME | toJSON }}
+        SMTP_PASSWORD={{ .SMTP_PASSWORD | toJSON }}
+        SMTP_FROM={{ .SMTP_FROM | toJSON }}
         ADMIN_TOKEN={{ .ADMIN_TOKEN }}
         {{ end }}
         EOT

@@ -1,7 +1,7 @@
 # Worker (DESIGN §2): schedules checks, evaluates results; its status API is worker.<domain> on
 # Traefik's internal entrypoint only (cluster and admin addresses, never the public edge).
 # One instance leads through a Redis lock, the others stand by. Secrets come only from the
-# Nomad Variable nomad/jobs/worker (DATABASE_URL, REDIS_URL, SECRETS_KEY) through a template.
+# Nomad Variable nomad/jobs/worker (DATABASE_URL, REDIS_URL, SECRETS_KEY, SMTP_*) through a template.
 
 variable "datacenters" {
   type        = string
@@ -135,6 +135,12 @@ job "worker" {
         DATABASE_URL={{ .DATABASE_URL }}
         REDIS_URL={{ .REDIS_URL }}
         SECRETS_KEY={{ .SECRETS_KEY }}
+        SMTP_HOST={{ .SMTP_HOST }}
+        SMTP_PORT={{ .SMTP_PORT }}
+        SMTP_SECURITY={{ .SMTP_SECURITY }}
+        SMTP_USERNAME={{ .SMTP_USERNAME | toJSON }}
+        SMTP_PASSWORD={{ .SMTP_PASSWORD | toJSON }}
+        SMTP_FROM={{ .SMTP_FROM | toJSON }}
         {{ end }}
         EOT
         destination = "secrets/app.env"
