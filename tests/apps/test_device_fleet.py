@@ -20,7 +20,8 @@ def test_csv_export_has_the_import_columns_and_follows_the_filters(tracker) -> N
     with new_tenant(tracker) as client, new_tenant(tracker) as other:
         client.post("/v1/devices", json={"devices": [
             http_device("pump-1", tags=["env:prod", "site/berlin"], interval_s=30),
-            http_device("pump-2", tags=["env:dev"], enabled=False),
+            {**http_device("pump-2", tags=["env:dev"], enabled=False), "retries": 3,
+             "options": {"expected_status": ["200-299"], "headers": {"Authorization": "Bearer s3cret-token"}}},
             {"name": "beacon-1", "kind": "push", "interval_s": 20, "tags": ["env:prod"]},
         ]}).raise_for_status()
         other.post("/v1/devices", json=http_device("foreign-1", tags=["env:prod"])).raise_for_status()
@@ -32,11 +33,14 @@ def test_csv_export_has_the_import_columns_and_follows_the_filters(tracker) -> N
         assert response.headers["content-disposition"].startswith("attachment; filename=")
         rows = rows_of(response.text)
         assert rows == [
-            ["name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "parent"],
-            ["beacon-1", "push", "", "20", "5000", "60", "true", "env:prod", ""],
-            ["pump-1", "http", "http://127.0.0.1:9/health", "30", "5000", "", "true", "env:prod;site/berlin", ""],
-            ["pump-2", "http", "http://127.0.0.1:9/health", "60", "5000", "", "false", "env:dev", "pump-1"],
+            ["name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "retries", "options",
+             "parent"],
+            ["beacon-1", "push", "", "20", "5000", "60", "true", "env:prod", "", "", ""],
+            ["pump-1", "http", "http://127.0.0.1:9/health", "30", "5000", "", "true", "env:prod;site/berlin", "", "", ""],
+            ["pump-2", "http", "http://127.0.0.1:9/health", "60", "5000", "", "false", "env:dev", "3",
+             '{"expected_status": ["200-299"], "headers": {"Authorization": "•••"}}', "pump-1"],
         ]
+        assert "s3cret-token" not in response.text  # header values are secrets: exported masked
         prod = rows_of(client.get("/v1/devices.csv", params={"tag": "env:prod", "kind": "http"}).text)
         assert [r[0] for r in prod[1:]] == ["pump-1"]  # never another tenant's foreign-1
         assert [r[0] for r in rows_of(client.get("/v1/devices.csv", params={"q": "pump", "order": "desc",

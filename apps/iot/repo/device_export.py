@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from iot.csv_cells import escape_cell
 from iot.repo._db import Executor
+from iot.repo.check_secrets import masked
 from iot.repo.device_list import DeviceQuery, list_devices
 from iot.repo.devices import Device
 
-COLUMNS = ("name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "parent")
+# options: the kind's options as JSON with secret values (http headers) masked: they never leave sealed, so
+# an import of such a line asks for the values instead of storing the mask.
+COLUMNS = ("name", "kind", "target", "interval_s", "timeout_ms", "grace_s", "enabled", "tags", "retries", "options",
+           "parent")
 SELECT_NAMES = "SELECT id, name FROM devices WHERE tenant_id = $1 AND id = ANY($2::bigint[])"
 TAG_SEPARATOR = ";"  # as the import splits the `tags` cell
 EXPORT_PAGE = 1000
@@ -29,6 +34,8 @@ def _cells(device: Device, parent_names: dict[int, str]) -> list[str]:
         "interval_s": str(device.interval_s), "timeout_ms": str(device.timeout_ms),
         "grace_s": "" if device.grace_s is None else str(device.grace_s),
         "enabled": "true" if device.enabled else "false", "tags": TAG_SEPARATOR.join(device.tags),
+        "retries": "" if device.retries is None else str(device.retries),
+        "options": json.dumps(masked(device.options), ensure_ascii=False, sort_keys=True) if device.options else "",
         "parent": parent_names.get(device.parent_id, "") if device.parent_id else "",  # by name, as the import reads it
     }
     return [escape_cell(values[c]) for c in COLUMNS]
