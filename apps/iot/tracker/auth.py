@@ -33,7 +33,8 @@ from iot.repo.devices import IngestDevice, device_by_token, ingest_device
 from iot.repo.tenants import Tenant
 from iot.tokens import TENANT_KEY_PREFIX, token_hash
 
-bearer = HTTPBearer(auto_error=False, description="Tenant API key, device token or admin token, by endpoint.")
+bearer = HTTPBearer(auto_error=False, description="Tenant API key, device token (or an API key with the `ingest` "
+                                                   "scope plus X-Device-Id) or admin token, by endpoint.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 # A rotated or deleted device token keeps working at most this long on an instance that cached it.
