@@ -16,7 +16,7 @@ from iot.db.migrate import available_migrations, migrate
 from iot.settings import TrackerSettings
 from iot.tokens import token_hash
 from iot.tracker.app import create_app
-from iot.tracker.auth import READ_METHODS, current_principal, route_authenticator
+from iot.tracker.auth import READ_METHODS, current_device, current_principal, route_authenticator
 
 _slugs = itertools.count()
 
@@ -32,13 +32,14 @@ def make_key(tracker: Tracker, owner_key: str, name: str, scopes: list[str]) -> 
     return response.json()
 
 
-def tenant_key_routes() -> list[tuple[str, str]]:
-    """(method, path) of every route that authenticates with a tenant API key, from the app itself."""
+def tenant_key_routes(authenticator: object = current_principal) -> list[tuple[str, str]]:
+    """(method, path) of every route that authenticates with `authenticator` (by default a tenant API key),
+    from the app itself."""
     app = create_app(TrackerSettings(database_url="postgresql://unused/x", redis_url="redis://unused"))
     found = []
     for context in iter_route_contexts(app.routes):
         dependant = getattr(context.original_route, "dependant", None)
-        if dependant is None or route_authenticator(dependant) is not current_principal:
+        if dependant is None or route_authenticator(dependant) is not authenticator:
             continue
         for method in sorted(context.methods or ()):
             found.append((method, context.path))
@@ -66,6 +67,36 @@ def test_a_read_only_key_gets_403_on_every_write_route_and_can_still_read(tracke
         assert c.get("/v1/devices").json()["items"] == []
         assert [k["name"] for k in c.get("/v1/api-keys").json()["items"]] == ["grafana", "original key"]
         assert c.get("/v1/audit-log").json()["items"][0]["action"] == "POST /v1/api-keys"
+
+
+def test_ingest_is_its_own_scope_on_every_route(tracker: Tracker) -> None:
+    """`ingest` implies neither `read` nor `write`, and neither of them implies `ingest` (route lists generated)."""
+    owner = new_tenant(tracker)
+    ingest_only = make_key(tracker, owner, "gateway", ["ingest"])["key"]
+    read_write = make_key(tracker, owner, "backend", ["read", "write"])["key"]
+    with tracker.client(owner) as c:
+        device = c.post("/v1/devices", json={"name": "relayed", "kind": "push"}).json()["id"]
+    with tracker.client(ingest_only) as c:
+        for method, path in tenant_key_routes():
+            url = re.sub(r"\{[^}]+\}", str(device), path)
+            response = c.request(method, url, json={})
+            scope = "read" if method in READ_METHODS else "write"
+            assert response.status_code == 403, (method, path, response.text)
+            assert f"'{scope}' scope" in response.json()["detail"], (method, path)
+    pushes = tenant_key_routes(current_device)
+    assert {p for _, p in pushes} == {"/v1/metrics", "/v1/heartbeat"}
+    with tracker.client(read_write) as c:
+        for method, path in pushes:
+            response = c.request(method, path, json={"name": "t", "value": 1}, headers={"X-Device-Id": str(device)})
+            assert response.status_code == 403 and "'ingest' scope" in response.json()["detail"], (method, path)
+    with tracker.client(ingest_only) as c:
+        for method, path in pushes:
+            response = c.request(method, path, json={"name": "t", "value": 1}, headers={"X-Device-Id": str(device)})
+            assert response.status_code == 200, (method, path, response.text)
+    with tracker.client(owner) as c:  # the refused calls changed nothing; the pushes are not audited
+        assert [d["name"] for d in c.get("/v1/devices").json()["items"]] == ["relayed"]
+        assert [k["name"] for k in c.get("/v1/api-keys").json()["items"]] == ["backend", "gateway", "original key"]
+        assert c.get("/v1/audit-log").json()["items"][0]["action"] == "POST /v1/devices"
 
 
 def test_a_write_only_key_cannot_read_and_keys_cannot_widen_their_scopes(tracker: Tracker) -> None:

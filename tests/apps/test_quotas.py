@@ -126,6 +126,25 @@ def test_points_per_second_quota_is_per_tenant_with_retry_after(tracker: Tracker
         assert_quota(too_big, "points", ("at once", "smaller"))
 
 
+def test_ingest_key_pushes_draw_on_the_same_points_quota_as_device_tokens(tracker: Tracker) -> None:
+    _, admin = tenant(tracker)
+    with admin:
+        first = admin.post("/v1/devices", json=push(0)).json()
+        second = admin.post("/v1/devices", json=push(1)).json()
+        gateway = admin.post("/v1/api-keys", json={"name": "gateway", "scopes": ["ingest"]}).json()["key"]
+    batch = {"points": [{"name": "t", "value": float(i)} for i in range(60)]}
+    with tracker.client(gateway) as relay, tracker.client(second["token"]) as device:
+        assert relay.post("/v1/metrics", json=batch, headers={"X-Device-Id": str(first["id"])}).status_code == 200
+        statuses = [device.post("/v1/metrics", json=batch),
+                    relay.post("/v1/metrics", json=batch, headers={"X-Device-Id": str(second["id"])})]
+        refused = [r for r in statuses if r.status_code == 429]
+        assert refused, [r.status_code for r in statuses]
+        assert_quota(refused[-1], "points", ("points per second",))
+        too_big = relay.post("/v1/metrics", json={"points": [{"name": "t", "value": 1.0}] * 500},
+                             headers={"X-Device-Id": str(first["id"])})
+        assert_quota(too_big, "points", ("at once", "smaller"))
+
+
 def test_quota_overrides_are_admin_only_and_validated(tracker: Tracker) -> None:
     slug, client = tenant(tracker)
     with client:

@@ -32,7 +32,7 @@ from iot.inputs import (
 from iot.protocol import DEVICES_VERSION_KEY
 from iot.quotas import DEFAULT_QUOTAS, Quotas, Usage, admit, check_rate, effective, locked_usage
 from iot.repo import check_secrets
-from iot.repo._db import Executor, connection
+from iot.repo._db import Executor, check_ids, connection
 from iot.sealed import SecretBox
 from iot.tokens import DEVICE_TOKEN_PREFIX, new_token, token_hash
 
@@ -88,6 +88,12 @@ SELECT_DEVICE_BY_TOKEN = """
 SELECT d.id, d.tenant_id, d.kind, d.enabled, q.points_per_second
 FROM devices d LEFT JOIN tenant_quotas q ON q.tenant_id = d.tenant_id
 WHERE d.token_hash = $1
+"""
+# The same device, named by a tenant API key with the `ingest` scope instead of by its token.
+SELECT_INGEST_DEVICE = """
+SELECT d.id, d.tenant_id, d.kind, d.enabled, q.points_per_second
+FROM devices d LEFT JOIN tenant_quotas q ON q.tenant_id = d.tenant_id
+WHERE d.tenant_id = $1 AND d.id = $2
 """
 SELECT_STATE_COUNTS = "SELECT state, count(*) AS n FROM devices WHERE tenant_id = $1 GROUP BY state"
 
@@ -428,6 +434,13 @@ async def get_device(db: Executor, tenant_id: int, device_id: int) -> DeviceDeta
 
 async def device_by_token(db: Executor, token: str) -> IngestDevice | None:
     row = await db.fetchrow(SELECT_DEVICE_BY_TOKEN, token_hash(token))
+    return IngestDevice(**dict(row)) if row else None
+
+
+async def ingest_device(db: Executor, tenant_id: int, device_id: int) -> IngestDevice | None:
+    """The tenant's device `device_id` as ingest sees it; None for a missing or another tenant's device."""
+    check_ids(device_id=device_id)
+    row = await db.fetchrow(SELECT_INGEST_DEVICE, tenant_id, device_id)
     return IngestDevice(**dict(row)) if row else None
 
 

@@ -1,8 +1,10 @@
 """Bearer authentication: the admin token, tenant API keys and device ingest tokens; API-key scopes.
 
 Scopes are enforced here, by method, so every route (including ones added later) is covered without
-edits: GET and HEAD need `read`, every other method needs `write`. Device ingest authenticates with
-device tokens, not API keys, and is unaffected.
+edits: GET and HEAD need `read`, every other method needs `write`. Device ingest (metrics, heartbeat)
+authenticates with the device's own token, or with a tenant API key that has the `ingest` scope and names
+one of its tenant's devices in the `X-Device-Id` header (a gateway relaying for many devices). `ingest` is
+only that: it grants no `read` or `write`, and neither of those grants `ingest`.
 
 Every failure is a 401 with `WWW-Authenticate: Bearer`, saying which kind of key the endpoint wants,
 never whether some other tenant's key or device exists. Routers use `AuthenticateFirst`, so credentials
@@ -18,18 +20,21 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, Header, HTTPException, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from iot.errors import InputError
+from iot.inputs import id_problem
 from iot.repo import audit
 from iot.repo.api_keys import Principal, principal_by_key
-from iot.repo.devices import IngestDevice, device_by_token
+from iot.repo.devices import IngestDevice, device_by_token, ingest_device
 from iot.repo.tenants import Tenant
-from iot.tokens import token_hash
+from iot.tokens import TENANT_KEY_PREFIX, token_hash
 
-bearer = HTTPBearer(auto_error=False, description="Tenant API key, device token or admin token, by endpoint.")
+bearer = HTTPBearer(auto_error=False, description="Tenant API key, device token (or an API key with the `ingest` "
+                                                   "scope plus X-Device-Id) or admin token, by endpoint.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 # A rotated or deleted device token keeps working at most this long on an instance that cached it.
@@ -122,13 +127,60 @@ class DeviceTokenCache:
         return device
 
 
-async def current_device(request: Request, credentials: Credentials) -> IngestDevice:
+DEVICE_ID_HEADER = "X-Device-Id"
+
+
+def _device_id(request: Request) -> int:
+    raw = request.headers.get(DEVICE_ID_HEADER)
+    if raw is None:
+        raise InputError(DEVICE_ID_HEADER, "missing: a tenant API key pushes on behalf of a device; name it "
+                                           f"with '{DEVICE_ID_HEADER}: <device id>' (or use the device's token)")
+    value = int(raw) if raw.strip().isdigit() and raw.strip().isascii() else 0
+    if problem := id_problem(value):
+        raise InputError(DEVICE_ID_HEADER, problem)
+    return value
+
+
+async def _device_for_key(request: Request, api_key: str) -> IngestDevice:
+    """The device a tenant API key with the `ingest` scope pushes for: one of its own tenant's devices."""
+    principal = await principal_by_key(request.app.state.pool, api_key)
+    if principal is None:
+        raise unauthorized("unknown or revoked tenant API key")
+    if "ingest" not in principal.scopes:
+        raise HTTPException(403, detail=f"scopes: API key {principal.key_name!r} has scopes "
+                                        f"{', '.join(sorted(principal.scopes))}; pushing metrics or heartbeats "
+                                        "needs the 'ingest' scope: use a key that has it (POST /v1/api-keys) "
+                                        "or the device's own token")
+    device_id = _device_id(request)
+    device = await ingest_device(request.app.state.pool, principal.tenant.id, device_id)
+    if device is None:  # another tenant's device reads exactly like a missing one
+        raise HTTPException(404, detail=f"no such device: {device_id}")
+    return device
+
+
+# Declared so the OpenAPI shows it; read from `request.headers`, because `AuthenticateFirst` runs the
+# authenticator before FastAPI resolves parameters.
+DeviceIdHeader = Annotated[str | None, Header(
+    alias=DEVICE_ID_HEADER,
+    description="Only with a tenant API key that has the `ingest` scope: the id of the tenant's device the "
+                "push is for (another tenant's or a missing device answers 404). Ignored with a device token.")]
+
+
+async def current_device(request: Request, credentials: Credentials, device_id: DeviceIdHeader = None) -> IngestDevice:
+    """The device a push is for: the device token's own device, or the one an `ingest` API key names.
+
+    A key push returns the same `IngestDevice` a token push does, so everything after authentication
+    (validation, limits, per-tenant rate limits and quotas, the writer) is the one code path. It is not
+    an audited change: the audit log records changes, and pushes are data."""
     if (known := _known(request)) is not _MISSING:
         return known
-    token = _token(credentials, "device token")
-    device = await request.app.state.device_tokens.lookup(token)
-    if device is None:
-        raise unauthorized("unknown or revoked device token")
+    token = _token(credentials, "device token or tenant API key with the ingest scope")
+    if token.startswith(TENANT_KEY_PREFIX):
+        device = await _device_for_key(request, token)
+    else:
+        device = await request.app.state.device_tokens.lookup(token)
+        if device is None:
+            raise unauthorized("unknown or revoked device token")
     if not device.enabled:
         raise HTTPException(403, detail=f"device {device.id} is disabled: it cannot send data; enable it "
                                         f"(PATCH /v1/devices/{device.id} {{\"enabled\": true}}) first")

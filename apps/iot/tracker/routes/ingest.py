@@ -1,4 +1,6 @@
-"""Device ingest: metrics and heartbeats, authenticated by the device's own token."""
+"""Device ingest: metrics and heartbeats, authenticated by the device's own token, or by a tenant API key
+with the `ingest` scope naming one of its tenant's devices in `X-Device-Id` (`iot.tracker.auth.current_device`).
+Both arrive here as the same `IngestDevice`: one code path, the same limits and quotas."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from iot.tracker.ingest import IngestUnavailable
 from iot.tracker.schemas import ErrorOut, IngestOut, MetricPoint, MetricsBody
 
 router = APIRouter(prefix="/v1", tags=["ingest"], route_class=AuthenticateFirst,
-                   responses={status: {"model": ErrorOut} for status in (401, 403, 408, 413, 422, 429, 503)})
+                   responses={status: {"model": ErrorOut} for status in (401, 403, 404, 408, 413, 422, 429, 503)})
 
 # Points stamped further ahead than this come from a device with a wrong clock.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -28,8 +30,12 @@ async def ingest_metrics(
 ) -> IngestOut:
     """Store metric points (also counts as a heartbeat). Answers once the points are in the database.
 
+    Authenticate with the device's token, or with a tenant API key that has the `ingest` scope plus
+    `X-Device-Id: <device id>` naming one of the tenant's devices (a gateway relaying for many devices).
+
     Refused: points stamped more than 5 minutes ahead or older than METRIC_MAX_AGE_SECONDS (422), a
-    disabled device (403), more points per second than the tenant's quota (429 with Retry-After)."""
+    disabled device (403), an API key without the `ingest` scope (403), a device id that is not the key's
+    tenant's (404), more points per second than the tenant's quota (429 with Retry-After)."""
     points: list[MetricPoint] = body if isinstance(body, list) else body.get("points", [body])  # type: ignore[assignment]
     state = request.app.state
     limit = state.settings.max_points_per_request
@@ -53,7 +59,9 @@ async def ingest_metrics(
 
 @router.post("/heartbeat", response_model=IngestOut)
 async def heartbeat(device: DeviceAuth, request: Request) -> IngestOut:
-    """Tell the tracker the device is alive (push devices go `down` when silent past their grace time)."""
+    """Tell the tracker the device is alive (push devices go `down` when silent past their grace time).
+
+    Same authentication as `POST /v1/metrics`: the device's token, or an `ingest` API key with `X-Device-Id`."""
     return IngestOut(stored=await _write(request, device, [], datetime.now(UTC)))
 
 

@@ -18,9 +18,10 @@ class ApiKeyIn(BaseModel):
     name: Name = Field(description="What the key is for, e.g. 'grafana' or 'deploy script'.", examples=["grafana"])
     scopes: list[Scope] = Field(min_length=1, max_length=3, examples=[["read"]],
                                 description="read: GET and HEAD; write: every other method (includes managing "
-                                            "devices, channels, keys); ingest: reserved for ingest by tenant "
-                                            "key (devices ingest with their own device tokens). At most the "
-                                            "scopes of the key that creates it.")
+                                            "devices, channels, keys); ingest: POST /v1/metrics and "
+                                            "/v1/heartbeat for any device of the tenant, named in the "
+                                            "X-Device-Id header (ingest implies neither read nor write). At "
+                                            "most the scopes of the key that creates it.")
 
 
 class ApiKeyInfoOut(BaseModel):
