@@ -162,6 +162,8 @@ def test_members_manage_devices_but_not_admin_pages_and_admins_cannot_touch_the_
         assert member.get(path).status_code == 403, path
     assert member.get("/notifications").status_code == 200  # channels: everyone may look
     assert member.post("/notifications", data={"csrf": csrf}).status_code == 403
+    assert member.get("/status-pages").status_code == 200  # status pages: everyone may look, admins publish
+    assert member.post("/status-pages", data={"csrf": csrf, "slug": "public", "title": "t"}).status_code == 403
     deleted = member.post(f"/devices/{device}/delete", data={"csrf": csrf}, headers={"X-Forwarded-For": "198.51.100.7"})
     assert deleted.status_code == 303
     admin = sign_in(dashboard, tenant, "admin@example.com")

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from iot import status_pages
-from iot.dashboard.context import Form, NotFound, Services, Tenant, TenantRequest, services
+from iot.dashboard.context import Form, NotFound, Services, Tenant, TenantRequest, require_role, services
 from iot.dashboard.routes.history import _duration as duration
 from iot.dashboard.routes.history import bar_level
 from iot.dashboard.tenancy import tenant_slug_from_host
@@ -29,6 +29,8 @@ from iot.repo.status_pages import PageSpec, StatusPage
 from iot.uptime import Uptime
 
 router = APIRouter()
+# Publishing tells the world about devices: changing pages is for admins (reading them for every role).
+ADMIN_ONLY = [Depends(require_role("admin"))]
 
 PUBLIC_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
               "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
@@ -154,7 +156,7 @@ async def status_pages_page(request: Request, ctx: Tenant) -> Response:
     return await _page(request, ctx)
 
 
-@router.post("/status-pages")
+@router.post("/status-pages", dependencies=ADMIN_ONLY)
 async def create_status_page(request: Request, ctx: Tenant, form: Form) -> Response:
     try:
         page = await repo.create_page(ctx.db, ctx.tenant.id, spec_from_form(form))
@@ -174,7 +176,7 @@ async def edit_status_page(request: Request, ctx: Tenant, page_id: Id) -> Respon
     return await _page(request, ctx, editing=page, form=_form_of(page), notice=notice)
 
 
-@router.post("/status-pages/{page_id}")
+@router.post("/status-pages/{page_id}", dependencies=ADMIN_ONLY)
 async def update_status_page(request: Request, ctx: Tenant, form: Form, page_id: Id) -> Response:
     page = await _own(ctx, page_id)
     try:
@@ -189,7 +191,7 @@ async def update_status_page(request: Request, ctx: Tenant, form: Form, page_id:
     return RedirectResponse(f"/status-pages/{page_id}?saved=1", status_code=303)
 
 
-@router.post("/status-pages/{page_id}/delete")
+@router.post("/status-pages/{page_id}/delete", dependencies=ADMIN_ONLY)
 async def delete_status_page(ctx: Tenant, form: Form, page_id: Id) -> Response:
     page = await repo.delete_page(ctx.db, ctx.tenant.id, page_id)
     if page is None:
