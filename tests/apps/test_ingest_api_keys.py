@@ -154,3 +154,18 @@ def test_key_pushes_get_the_same_validation_and_limits(tracker: Tracker) -> None
     with tracker.client(gateway) as c:
         disabled = push(c, device, {"name": "t", "value": 1})
         assert disabled.status_code == 403 and "disabled" in disabled.json()["detail"], disabled.text
+
+
+def test_a_device_id_that_is_not_an_id_is_422_naming_the_header(tracker: Tracker) -> None:
+    """Whatever a gateway sends in `X-Device-Id` (a huge number, a sign, an exponent, non-ASCII digits, one past
+    bigint) is a 422 that names the header, never a 500, and nothing is stored."""
+    owner = new_tenant(tracker)
+    device, _ = push_device(tracker, owner, "thermo")
+    gateway = make_key(tracker, owner, ["ingest"])
+    with tracker.client(gateway) as c:
+        for raw in ("9" * 5000, f"{device}" + "0" * 30, "-1", "1e3", "\u0663", "9223372036854775808", "", "0", "12 34"):
+            # sent as UTF-8 bytes, as a gateway may
+            response = c.post("/v1/metrics", json={"name": "t", "value": 1}, headers={"X-Device-Id": raw.encode()})
+            assert response.status_code == 422, (raw[:40], response.status_code, response.text[:200])
+            assert response.json()["errors"][0]["field"] == "X-Device-Id", response.text
+    assert stored_points(tracker, device) == 0

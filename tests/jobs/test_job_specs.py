@@ -210,7 +210,7 @@ def _nomad_var_keys(data: str, job: str) -> set[str]:
     keys = set()
     for path, body in blocks:
         assert path == f"nomad/jobs/{job}", f"{job} reads another job's Variable {path}"
-        keys |= set(re.findall(r"\{\{ \.(\w+) \}\}", body))
+        keys |= set(re.findall(r"\{\{\s*\.(\w+)", body))  # `{{ .KEY }}` or a pipeline `{{ .KEY | toJSON }}`
     return keys
 
 

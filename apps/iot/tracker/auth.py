@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from iot.errors import InputError
-from iot.inputs import id_problem
+from iot.inputs import INT8_MAX, id_problem
 from iot.repo import audit
 from iot.repo.api_keys import Principal, principal_by_key
 from iot.repo.devices import IngestDevice, device_by_token, ingest_device
@@ -128,6 +128,7 @@ class DeviceTokenCache:
 
 
 DEVICE_ID_HEADER = "X-Device-Id"
+DEVICE_ID_MAX_DIGITS = len(str(INT8_MAX))
 
 
 def _device_id(request: Request) -> int:
@@ -135,7 +136,9 @@ def _device_id(request: Request) -> int:
     if raw is None:
         raise InputError(DEVICE_ID_HEADER, "missing: a tenant API key pushes on behalf of a device; name it "
                                            f"with '{DEVICE_ID_HEADER}: <device id>' (or use the device's token)")
-    value = int(raw) if raw.strip().isdigit() and raw.strip().isascii() else 0
+    digits = raw.strip()
+    # Bounded before int(): a header of thousands of digits would otherwise make int() raise (a 500).
+    value = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= DEVICE_ID_MAX_DIGITS else 0
     if problem := id_problem(value):
         raise InputError(DEVICE_ID_HEADER, problem)
     return value
@@ -161,7 +164,7 @@ async def _device_for_key(request: Request, api_key: str) -> IngestDevice:
 # Declared so the OpenAPI shows it; read from `request.headers`, because `AuthenticateFirst` runs the
 # authenticator before FastAPI resolves parameters.
 DeviceIdHeader = Annotated[str | None, Header(
-    alias=DEVICE_ID_HEADER,
+    alias=DEVICE_ID_HEADER, max_length=DEVICE_ID_MAX_DIGITS,
     description="Only with a tenant API key that has the `ingest` scope: the id of the tenant's device the "
                 "push is for (another tenant's or a missing device answers 404). Ignored with a device token.")]
 
