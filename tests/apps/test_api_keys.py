@@ -121,6 +121,23 @@ def test_a_write_only_key_cannot_read_and_keys_cannot_widen_their_scopes(tracker
         assert [d["name"] for d in c.get("/v1/devices").json()["items"]] == ["d1"]
 
 
+def test_a_narrow_key_cannot_rotate_or_revoke_a_wider_one(tracker: Tracker) -> None:
+    """Rotating answers the new secret: a write-only key rotating the original key would hold read and ingest."""
+    owner = new_tenant(tracker)
+    writer = make_key(tracker, owner, "deploy", ["write"])
+    peer = make_key(tracker, owner, "deploy-2", ["write"])
+    with tracker.client(owner) as c:
+        original = next(k for k in c.get("/v1/api-keys").json()["items"] if k["name"] == "original key")
+    with tracker.client(writer["key"]) as c:
+        for response in (c.post(f"/v1/api-keys/{original['id']}/rotate"), c.delete(f"/v1/api-keys/{original['id']}")):
+            assert response.status_code == 403, response.text
+            assert "read" in response.json()["detail"] and "ingest" in response.json()["detail"], response.text
+            assert "key" not in response.json()
+        assert c.post(f"/v1/api-keys/{peer['id']}/rotate").status_code == 200  # same scopes: allowed
+    with tracker.client(owner) as c:  # the original key still works, with its old secret
+        assert c.get(f"/v1/api-keys/{original['id']}").json()["revoked_at"] is None
+
+
 def test_revoked_keys_stop_at_once_and_rotation_replaces_the_secret(tracker: Tracker) -> None:
     owner = new_tenant(tracker)
     ci = make_key(tracker, owner, "ci", ["read", "write"])

@@ -1,7 +1,8 @@
 """API keys (many per tenant, named, scoped, revocable, shown once) and the audit log of the tenant API.
 
-Another tenant's key id answers 404, like a missing one. A key can only create keys with scopes it has
-itself, so a leaked narrow key cannot mint a wider one.
+Another tenant's key id answers 404, like a missing one. A key can only create, rotate or revoke keys with
+scopes it has itself, so a leaked narrow key cannot mint a wider one, take over one by rotating it (the answer
+holds the new secret) or cut off one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from iot import repo
 from iot.inputs import Id
 from iot.repo import api_keys, audit
+from iot.repo.api_keys import Principal
 from iot.tracker.auth import AuthenticateFirst, PrincipalAuth, TenantAuth
 from iot.tracker.schemas import ErrorOut
 from iot.tracker.schemas.accounts import (
@@ -30,6 +32,15 @@ router = APIRouter(prefix="/v1", route_class=AuthenticateFirst,
 
 def _not_found(key_id: int) -> HTTPException:
     return HTTPException(404, detail=f"no such API key: {key_id}")
+
+
+async def _target_within_scopes(request: Request, who: Principal, key_id: int, action: str) -> None:
+    key = await api_keys.get_api_key(request.app.state.pool, who.tenant.id, key_id)
+    if key is None:
+        raise _not_found(key_id)
+    if wider := sorted(set(key.scopes) - who.scopes):
+        raise HTTPException(403, detail=f"scopes: API key {key_id} has {', '.join(wider)}, which the key making "
+                                        f"this call lacks; a key can only {action} keys with scopes it has itself")
 
 
 @router.post("/api-keys", status_code=201, response_model=ApiKeyCreatedOut, tags=["api keys"],
@@ -68,9 +79,10 @@ async def get_api_key(key_id: Id, tenant: TenantAuth, request: Request) -> ApiKe
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyInfoOut, tags=["api keys"], summary="Revoke an API key",
                responses={404: {"model": ErrorOut}})
-async def revoke_api_key(key_id: Id, tenant: TenantAuth, request: Request) -> ApiKeyInfoOut:
+async def revoke_api_key(key_id: Id, who: PrincipalAuth, request: Request) -> ApiKeyInfoOut:
     """The key stops working at once (also when it is the key making this call). Revoked keys stay listed."""
-    key = await api_keys.revoke_api_key(request.app.state.pool, tenant.id, key_id)
+    await _target_within_scopes(request, who, key_id, "revoke")
+    key = await api_keys.revoke_api_key(request.app.state.pool, who.tenant.id, key_id)
     if key is None:
         raise _not_found(key_id)
     return ApiKeyInfoOut.model_validate(key)
@@ -78,11 +90,12 @@ async def revoke_api_key(key_id: Id, tenant: TenantAuth, request: Request) -> Ap
 
 @router.post("/api-keys/{key_id}/rotate", response_model=ApiKeyCreatedOut, tags=["api keys"],
              summary="Rotate an API key", responses={404: {"model": ErrorOut}})
-async def rotate_api_key(key_id: Id, tenant: TenantAuth, request: Request) -> ApiKeyCreatedOut:
+async def rotate_api_key(key_id: Id, who: PrincipalAuth, request: Request) -> ApiKeyCreatedOut:
     """Same name and scopes, a new secret; the old one stops working at once."""
     pool = request.app.state.pool
-    secret = await api_keys.rotate_key(pool, tenant.id, key_id)
-    key = await api_keys.get_api_key(pool, tenant.id, key_id)
+    await _target_within_scopes(request, who, key_id, "rotate")
+    secret = await api_keys.rotate_key(pool, who.tenant.id, key_id)
+    key = await api_keys.get_api_key(pool, who.tenant.id, key_id)
     if secret is None or key is None:
         raise _not_found(key_id)
     return ApiKeyCreatedOut(**ApiKeyInfoOut.model_validate(key).model_dump(), key=secret)
