@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from annotated_types import Ge, Le
 from pydantic import AfterValidator, Field, StringConstraints
@@ -66,6 +67,23 @@ def text_problem(value: str, max_length: int, *, min_length: int = 0) -> str | N
 def target_text_problem(target: str) -> str | None:
     """The length and character half of checking a probe target or webhook URL."""
     return text_problem(target, MAX_TARGET)
+
+
+def ascii_int(text: str, max_digits: int = 18) -> int | None:
+    """`text` as a whole number when it is 1..max_digits ASCII digits, else None. str.isdigit() is not
+    enough: it passes '²' (int() raises) and Arabic-Indic digits (int() reads them), and int() of thousands
+    of digits raises too."""
+    return int(text) if 0 < len(text) <= max_digits and text.isascii() and text.isdigit() else None
+
+
+def url_port_problem(url: str) -> str | None:
+    """Why the port written in `url` is not 1-65535, or None (no port written is fine). urlsplit() only
+    raises when `.port` is read, which would otherwise happen later, e.g. while masking the URL."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = 0
+    return None if port != 0 else f"{url[:80]!r} has an invalid port: write a port 1-65535 or none"
 
 
 def normalise_tag(value: str) -> tuple[str, str | None]:

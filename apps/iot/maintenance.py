@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from dateutil import rrule as du_rrule
 
 from iot.errors import InputError
-from iot.inputs import control_character_problem
+from iot.inputs import ascii_int, control_character_problem
 
 MAX_RRULE = 500
 MAX_REASON = 500
@@ -55,6 +55,24 @@ def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _utc_within(value: datetime, field: str) -> datetime:
+    """`value` in UTC between EARLIEST and LATEST, or InputError naming `field` (9999-12-31 at -05:00 has no
+    UTC time: astimezone raises OverflowError)."""
+    try:
+        value = utc(value)
+    except OverflowError:
+        value = None
+    if value is None or not EARLIEST <= value < LATEST:
+        raise InputError(field, f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+    return value
+
+
+def _whole(text: str, low: int, high: int) -> int | None:
+    """`text` as an int in [low, high] when it is plain ASCII digits, else None."""
+    value = ascii_int(text, 6)
+    return value if value is not None and low <= value <= high else None
+
+
 def parse_rrule(text: str, starts_at: datetime) -> du_rrule.rrule:
     """The rule for `text` starting at `starts_at`, or InputError('rrule', reason with an example)."""
     problem = control_character_problem(text)
@@ -69,9 +87,9 @@ def parse_rrule(text: str, starts_at: datetime) -> du_rrule.rrule:
     freq = parts.get("FREQ")
     if freq not in ALLOWED_FREQS:
         raise InputError("rrule", f"FREQ {freq or '(missing)'} is not allowed; send {RRULE_HELP}")
-    if "INTERVAL" in parts and not (parts["INTERVAL"].isdigit() and 1 <= int(parts["INTERVAL"]) <= 1000):
+    if "INTERVAL" in parts and _whole(parts["INTERVAL"], 1, 1000) is None:
         raise InputError("rrule", f"INTERVAL must be 1-1000; send {RRULE_HELP}")
-    if "COUNT" in parts and not (parts["COUNT"].isdigit() and 1 <= int(parts["COUNT"]) <= MAX_COUNT):
+    if "COUNT" in parts and _whole(parts["COUNT"], 1, MAX_COUNT) is None:
         raise InputError("rrule", f"COUNT must be 1-{MAX_COUNT}; for longer use UNTIL or no end: {RRULE_HELP}")
     shape = _shape_problem(parts)
     if shape:
@@ -140,7 +158,7 @@ def _fast_forward(times: Times, since: datetime) -> datetime:
     parts = _parts(times.rrule or "")
     period_s = PERIOD_S.get(parts.get("FREQ", ""))
     interval = parts.get("INTERVAL", "1")
-    if period_s is None or "COUNT" in parts or not interval.isdigit() or int(interval) < 1:
+    if period_s is None or "COUNT" in parts or _whole(interval, 1, 1000) is None:
         return times.starts_at
     period = timedelta(seconds=period_s * int(interval))
     lead = since - times.duration - times.starts_at
@@ -153,9 +171,7 @@ def check_times(starts_at: datetime, ends_at: datetime | None, duration_minutes:
                 rrule: str | None) -> Times:
     """Validated times: exactly one of `ends_at` and `duration_minutes`, end after start, a bounded
     duration, and a rule that yields at least its first occurrence."""
-    start = utc(starts_at)
-    if not EARLIEST <= start < LATEST:
-        raise InputError("starts_at", f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+    start = _utc_within(starts_at, "starts_at")
     if (ends_at is None) == (duration_minutes is None):
         raise InputError("ends_at", "send either ends_at or duration_minutes (exactly one of them)")
     if duration_minutes is not None:
@@ -164,7 +180,7 @@ def check_times(starts_at: datetime, ends_at: datetime | None, duration_minutes:
         end = start + timedelta(minutes=duration_minutes)
     else:
         assert ends_at is not None
-        end = utc(ends_at)
+        end = _utc_within(ends_at, "ends_at")
         if end <= start:
             raise InputError("ends_at", f"must be after starts_at ({start.isoformat()}); send a later time")
         if end - start > MAX_DURATION:
@@ -173,10 +189,26 @@ def check_times(starts_at: datetime, ends_at: datetime | None, duration_minutes:
     rule_text = rrule.strip() if rrule and rrule.strip() else None
     if rule_text is not None:
         rule = _bounded(parse_rrule(rule_text, start), start + FIRST_WITHIN)
+        _check_no_overlap(rule_text, end - start, "duration_minutes" if duration_minutes is not None else "ends_at")
         if next(iter(rule), None) is None:
             raise InputError("rrule", f"the rule yields no occurrence within {FIRST_WITHIN.days // 365} years of "
                                       f"starts_at; send {RRULE_HELP}")
     return Times(start, end, rule_text)
+
+
+def _check_no_overlap(rule_text: str, duration: timedelta, field: str) -> None:
+    """Occurrences may not overlap: an hourly rule lasting a month would hold ~744 at every instant, and
+    every expansion (worker, status pages, uptime) would walk them all."""
+    parts = _parts(rule_text)
+    period_s = PERIOD_S.get(parts.get("FREQ", ""))
+    if period_s is None:  # monthly and yearly periods are longer than MAX_DURATION
+        return
+    period = timedelta(seconds=period_s * int(parts.get("INTERVAL", "1")))
+    if duration > period:
+        every = f"{period.days} days" if period.days > 1 else f"{int(period.total_seconds() // 3600)} hours"
+        raise InputError(field, f"a window of {int(duration.total_seconds() // 60)} minutes is longer than the "
+                                f"rule's period ({every}), so its occurrences would overlap; shorten it or "
+                                "repeat less often")
 
 
 def occurrences(times: Times, since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]]:

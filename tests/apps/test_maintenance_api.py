@@ -83,7 +83,32 @@ def test_bad_windows_are_refused_with_the_field_and_a_fix(tracker) -> None:
         assert_error(post(duration_minutes=10, reason="line\nbreak"), 422, "reason", "control characters")
         assert_error(post(duration_minutes=10, reason="x" * 501), 422, "reason")
         assert_error(post(duration_minutes=0), 422, "duration_minutes")
+        # times at the calendar's edges and digits that are not ASCII are refused, not a 500
+        assert_error(post(starts_at="9999-12-31T23:00:00-05:00", duration_minutes=10), 422, "starts_at", "between")
+        assert_error(post(starts_at="0001-01-01T00:00:00+05:00", duration_minutes=10), 422, "starts_at", "between")
+        assert_error(post(ends_at="9999-12-31T23:00:00-05:00"), 422, "ends_at", "between")
+        assert_error(post(duration_minutes=10, rrule="FREQ=DAILY;INTERVAL=\u00b2"), 422, "rrule", "INTERVAL")
+        assert_error(post(duration_minutes=10, rrule="FREQ=DAILY;COUNT=\u0663"), 422, "rrule", "COUNT")
+        # occurrences that overlap each other would pile up without end in every expansion
+        assert_error(post(duration_minutes=61, rrule="FREQ=HOURLY"), 422, "duration_minutes",
+                     "longer than the rule's period")
+        assert_error(post(duration_minutes=3 * 24 * 60, rrule="FREQ=DAILY;INTERVAL=2"), 422, "duration_minutes",
+                     "2 days")
         assert client.get("/v1/maintenance").json()["items"] == []
+
+
+def test_a_tenant_has_at_most_200_windows(tracker) -> None:
+    start = _iso(datetime.now(UTC) + timedelta(days=1))
+    with new_tenant(tracker) as client:
+        for n in range(200):
+            made = client.post("/v1/maintenance", json={"reason": f"w{n}", "starts_at": start, "duration_minutes": 5})
+            assert made.status_code == 201, made.text
+        assert_error(client.post("/v1/maintenance", json={"reason": "one more", "starts_at": start,
+                                                          "duration_minutes": 5}), 409, "body", "at most 200")
+        first = client.get("/v1/maintenance", params={"limit": 1}).json()["items"][0]["id"]
+        assert client.delete(f"/v1/maintenance/{first}").status_code in (200, 204)
+        assert client.post("/v1/maintenance", json={"reason": "fits again", "starts_at": start,
+                                                    "duration_minutes": 5}).status_code == 201
 
 
 def test_another_tenants_windows_and_devices_are_out_of_reach(tracker) -> None:

@@ -8,13 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from iot.errors import InputError
+from iot.errors import Conflict, InputError
 from iot.inputs import id_problem, normalise_tag, text_problem
 from iot.maintenance import MAX_REASON, Times, current_or_next, occurrences
-from iot.repo._db import Executor, check_page_limit
+from iot.repo._db import Executor, check_page_limit, connection
 
 COLUMNS = "id, scope, tag, device_id, reason, starts_at, ends_at, rrule, pinned, created_at"
 
+# Every expansion (the worker's cache, status pages, uptime) walks all of a tenant's windows: keep them few.
+MAX_WINDOWS = 200
+COUNT_WINDOWS = "SELECT count(*) FROM maintenance_windows WHERE tenant_id = $1"
+# Serialises creation per tenant so two concurrent creates cannot both pass the count (NO KEY: rows that
+# reference the tenant can still be written meanwhile).
+LOCK_TENANT = "SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE"
 INSERT_WINDOW = f"""
 INSERT INTO maintenance_windows (tenant_id, scope, tag, device_id, reason, starts_at, ends_at, rrule, pinned)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -140,7 +146,12 @@ def _args(spec: WindowSpec) -> tuple[object, ...]:
 
 async def create_window(db: Executor, tenant_id: int, spec: WindowSpec) -> Window:
     spec = await check_spec(db, tenant_id, spec)
-    return _window(await db.fetchrow(INSERT_WINDOW, tenant_id, *_args(spec)), datetime.now(UTC))
+    async with connection(db) as conn, conn.transaction():
+        await conn.execute(LOCK_TENANT, tenant_id)
+        if await conn.fetchval(COUNT_WINDOWS, tenant_id) >= MAX_WINDOWS:
+            raise Conflict("body", f"at most {MAX_WINDOWS} maintenance windows per tenant; delete finished ones "
+                                   "or cover many devices with one (scope tag or tenant)")
+        return _window(await conn.fetchrow(INSERT_WINDOW, tenant_id, *_args(spec)), datetime.now(UTC))
 
 
 async def update_window(db: Executor, tenant_id: int, window_id: int, spec: WindowSpec) -> Window | None:

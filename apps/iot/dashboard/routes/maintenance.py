@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.errors import InputError
-from iot.inputs import Id
+from iot.inputs import Id, ascii_int
 from iot.maintenance import check_times
 from iot.repo import maintenance
 from iot.repo.maintenance import WindowSpec
@@ -33,9 +33,10 @@ def _int(form: dict, name: str) -> int | None:
     text = str(form.get(name) or "").strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) > 18:
+    value = ascii_int(text)
+    if value is None:
         raise InputError(name, "must be a whole number")
-    return int(text)
+    return value
 
 
 def spec_from_form(form: dict) -> WindowSpec:
