@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from iot.inputs import target_text_problem
+from iot.inputs import ascii_int, target_text_problem
 
 # Matched with `fullmatch` (`$` would let "host\n" through).
 HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
@@ -52,7 +52,8 @@ def split_host_port(target: str) -> tuple[str, str]:
 
 def host_port_problem(target: str, example: str) -> str | None:
     host, port = split_host_port(target)
-    if not port.isdigit() or not 1 <= int(port) <= 65535 or not is_host(host):
+    number = ascii_int(port, 5)
+    if number is None or not 1 <= number <= 65535 or not is_host(host):
         return f"{target!r} is not host:port with a port 1-65535, e.g. {example!r} or '[2001:db8::5]:{example.rsplit(':', 1)[-1]}'"
     return None
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from iot.checks.base import CheckKind
-from iot.inputs import control_character_problem
+from iot.inputs import control_character_problem, url_port_problem
 
 # A monitor reads at most this much of a response body for keyword and JSON path conditions; a longer
 # body fails the check ("body over the limit") instead of growing memory.
@@ -156,11 +156,7 @@ class Http(CheckKind):
         parts = urlsplit(target)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return f"{target!r} is not an http(s) URL with a host, e.g. 'http://pump-1.example.com:8080/health'"
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            return f"{target!r} has an invalid port (1-65535)"
-        return None
+        return url_port_problem(target)
 
     def host(self, target: str) -> str:
         return urlsplit(target).hostname or ""

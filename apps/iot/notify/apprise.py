@@ -32,7 +32,7 @@ import urllib3.util.connection
 from pydantic import BaseModel, ConfigDict, Field
 
 from iot.egress import REFUSED, EgressPolicy, EgressRefused, is_localhost_name, parse_ip
-from iot.inputs import Url
+from iot.inputs import Url, url_port_problem
 from iot.notify.base import Channel, Event, Outcome, SendContext
 
 # Apprise logs requests and answers (with URLs) at DEBUG, and urllib3 (under requests) logs every request
@@ -186,6 +186,8 @@ class AppriseChannel(Channel):
         if name in _REFUSED_PLUGINS:
             return "config.url", f"{plugin.service_name} is not offered: {_REFUSED_PLUGINS[name]}"
         hosts = hosts_of(plugin)
+        if hosts and (port_problem := url_port_problem(config.url)):  # fixed-host URLs may hold "token:secret"
+            return "config.url", port_problem
         if "{host}" in " ".join(getattr(type(plugin), "templates", ())):
             # the host as written too: Apprise may read an odd one (`ntfys://127.1/t`) as something else
             written = urlsplit(config.url).hostname

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from iot.egress import PUBLIC_ONLY, EgressPolicy
 from iot.errors import InputError
-from iot.inputs import MAX_SECRET, MIN_SECRET, target_text_problem, text_problem
+from iot.inputs import MAX_SECRET, MIN_SECRET, target_text_problem, text_problem, url_port_problem
 from iot.repo._db import Executor, check_ids, check_page_limit
 from iot.tokens import new_webhook_secret
 
@@ -81,6 +81,8 @@ async def webhook_url_problem(url: str, egress: EgressPolicy) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL with a host, e.g. https://example.com/hooks/iot"
+    if problem := url_port_problem(url):
+        return problem
     host = parts.hostname
     problems = await egress.registration_problems([host])
     if host in problems:

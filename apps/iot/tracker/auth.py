@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from iot.errors import InputError
-from iot.inputs import INT8_MAX, id_problem
+from iot.inputs import INT8_MAX, ascii_int, id_problem
 from iot.repo import audit
 from iot.repo.api_keys import Principal, principal_by_key
 from iot.repo.devices import IngestDevice, device_by_token, ingest_device
@@ -136,9 +136,7 @@ def _device_id(request: Request) -> int:
     if raw is None:
         raise InputError(DEVICE_ID_HEADER, "missing: a tenant API key pushes on behalf of a device; name it "
                                            f"with '{DEVICE_ID_HEADER}: <device id>' (or use the device's token)")
-    digits = raw.strip()
-    # Bounded before int(): a header of thousands of digits would otherwise make int() raise (a 500).
-    value = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= DEVICE_ID_MAX_DIGITS else 0
+    value = ascii_int(raw.strip(), DEVICE_ID_MAX_DIGITS) or 0  # int() of thousands of digits raises: a 500
     if problem := id_problem(value):
         raise InputError(DEVICE_ID_HEADER, problem)
     return value
