@@ -138,3 +138,10 @@ def test_bodies_under_the_limit_still_work(tracker: Tracker, device_token: str) 
     with tracker.client(device_token) as device:
         ok = device.post("/v1/metrics", json={"points": [{"name": "t", "value": float(i)} for i in range(5000)]})
         assert ok.status_code == 200 and ok.json() == {"stored": 5000}
+
+
+def test_a_content_length_of_thousands_of_digits_is_refused_not_a_500(tracker: Tracker, device_token: str) -> None:
+    response = send(tracker.url, "POST", "/v1/metrics",
+                    {"Content-Type": "application/json", "Content-Length": "9" * 5000,
+                     "Authorization": f"Bearer {device_token}"}, [b"{}"], timeout=20)
+    assert 400 <= response.status < 500, (response.status, response.body[:200])

@@ -179,3 +179,36 @@ def test_without_redis_signing_in_is_a_clear_503_not_a_500(dashboard, tmp_path) 
     finally:
         proc.stop()
         redis.cleanup()
+
+
+# str.isdigit() passes these, but int() raises on a superscript and on thousands of digits, and reads
+# Arabic-Indic digits as a number: none of them may be a 500, and none is taken as a number.
+NOT_ASCII_NUMBERS = ["\u00b2", "\u0663", "9" * 5000]
+
+
+@pytest.mark.parametrize("bad", NOT_ASCII_NUMBERS, ids=["superscript", "arabic-indic", "5000-digits"])
+def test_numbers_that_are_not_plain_digits_are_refused_naming_the_field(client, bad) -> None:
+    for path, params in (("/incidents", {"device_id": bad}), ("/incidents", {"before": bad}),
+                         ("/devices", {"bulk": "delete", "changed": bad, "matched": "1"})):
+        response = client.get(path, params=params)
+        assert response.status_code == 200, (path, params.keys(), response.status_code)
+    csrf = csrf_of(client.get("/devices/new").text)
+    forms = [
+        ("/maintenance", {"reason": "r", "scope": "tenant", "starts_at": "2030-01-01T02:00", "repeat": "",
+                          "duration_minutes": bad}, "duration_minutes: "),
+        ("/devices/bulk", {"action": "set_interval", "scope": "matching", "interval_s": bad}, "interval_s: "),
+        ("/status-pages", {"slug": "hostile-numbers", "title": "t", "device_ids": f"1,{bad}"}, "device_ids[1]: "),
+    ]
+    for path, form, message in forms:
+        response = client.post(path, data={"csrf": csrf, **form})
+        assert response.status_code == 422, (path, response.status_code)
+        assert message in text(response), (path, message)
+
+
+@pytest.mark.parametrize("minutes", ["1e308", "inf", "-1e308"])
+def test_a_rule_duration_past_any_bound_is_refused_naming_the_field(client, minutes) -> None:
+    csrf = csrf_of(client.get("/rules").text)
+    response = client.post("/rules", data={"csrf": csrf, "metric": "temperature", "kind": "threshold",
+                                           "operator": ">", "threshold": "8", "for_min": minutes, "tag": "x"})
+    assert response.status_code == 422, response.status_code
+    assert "for_min: " in text(response) or "for_s: " in text(response), text(response)[:300]

@@ -66,6 +66,10 @@ def test_csv_rows_become_device_dicts_with_typed_values() -> None:
     ("name,kind,interval_s\na,http,often\n", "line 2: interval_s: must be a whole number, got 'often'"),
     ("name,kind,enabled\na,http,maybe\n", "line 2: enabled: must be true or false"),
     ("name,colour\n", "missing column(s) kind; unknown column(s) colour"),
+    # hostile cells: deep JSON nesting (RecursionError) and a cell past the csv module's field limit
+    ("name,kind,target,options\na,http,http://x/," + "[" * 100_000 + "\n", "line 2: options: must be a JSON object"),
+    ("name,kind,target,options\na,http,http://x/,\"{\"\"k\"\": \"\"" + "v" * 200_000 + "\"\"}\"\n",
+     "line 2: a cell is longer than"),
 ])
 def test_csv_problems_name_the_line_and_the_fix(text, message) -> None:
     problems = [str(p) for p in parse_devices_csv(text).problems]

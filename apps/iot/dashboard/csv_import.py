@@ -11,7 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from iot.csv_cells import unescape_cell
 
@@ -53,7 +55,8 @@ def parse_devices_csv(text: str) -> ParsedCsv:
         result.problems.append(CsvProblem(0, "the CSV is empty; paste a header line and one device per line"))
         return result
     reader = csv.reader(io.StringIO(text))
-    header = [h.strip().lower() for h in next(reader)]
+    rows = _rows(reader, result)
+    header = [h.strip().lower() for h in next(rows, [])]
     unknown = [h for h in header if h not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if unknown or missing:
@@ -65,7 +68,7 @@ def parse_devices_csv(text: str) -> ParsedCsv:
             what.append(f"unknown column(s) {', '.join(unknown)}")
         result.problems.append(CsvProblem(1, f"header: {'; '.join(what)}. Allowed columns: {allowed}"))
         return result
-    for row in reader:
+    for row in rows:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
@@ -86,6 +89,17 @@ def parse_devices_csv(text: str) -> ParsedCsv:
     return result
 
 
+def _rows(reader: Any, result: ParsedCsv) -> Iterator[list[str]]:
+    """The reader's rows; a line the csv module refuses (a cell past its field limit) ends the file as a
+    problem of that line instead of an exception."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        limit = csv.field_size_limit()
+        result.problems.append(CsvProblem(reader.line_num, f"a cell is longer than {limit:,} characters or its "
+                                                           f"quotes are unbalanced ({exc}); fix that line"))
+
+
 def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], list[tuple[str, str]]]:
     """The device of one line, and (column, reason) for each cell that is not even the right type."""
     device: dict[str, object] = {}
@@ -103,7 +117,7 @@ def _device_from_row(row: dict[str, str]) -> tuple[dict[str, object], list[tuple
         elif column == "options":
             try:
                 options = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past Python's stack
                 options = None
             if isinstance(options, dict):
                 device[column] = options

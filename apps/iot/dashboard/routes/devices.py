@@ -19,7 +19,17 @@ from iot.dashboard.parents import parent_choices
 from iot.dashboard.routes.history import sla_values, uptime_summary
 from iot.dashboard.routes.metrics import WINDOW_LABELS, metric_charts
 from iot.errors import InputError, QuotaExceeded
-from iot.inputs import DNS_LABEL, INT8_MAX, MAX_NAME, MAX_SEARCH, MAX_TAGS, Id, normalise_tag, text_problem
+from iot.inputs import (
+    DNS_LABEL,
+    INT8_MAX,
+    MAX_NAME,
+    MAX_SEARCH,
+    MAX_TAGS,
+    Id,
+    ascii_int,
+    normalise_tag,
+    text_problem,
+)
 from iot.repo import (
     device_checks,
     device_parents,
@@ -138,8 +148,9 @@ BULK_ACTIONS = {"pause": "Pause checks", "resume": "Resume checks", "tag_add": "
 async def device_list(request: Request, ctx: Tenant) -> Response:
     qp = request.query_params
     done = None
-    if qp.get("bulk") in BULK_ACTIONS and qp.get("changed", "").isdigit() and qp.get("matched", "").isdigit():
-        done = {"action": BULK_ACTIONS[qp["bulk"]], "changed": int(qp["changed"]), "matched": int(qp["matched"])}
+    changed, matched = ascii_int(qp.get("changed", "")), ascii_int(qp.get("matched", ""))
+    if qp.get("bulk") in BULK_ACTIONS and changed is not None and matched is not None:
+        done = {"action": BULK_ACTIONS[qp["bulk"]], "changed": changed, "matched": matched}
     return await render_list(request, ctx, ListParams.from_request(request), bulk_done=done, bulk_error=None)
 
 

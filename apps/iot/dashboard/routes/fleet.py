@@ -10,7 +10,7 @@ from iot.dashboard.forms import split_tags
 from iot.dashboard.parents import parent_choices
 from iot.dashboard.routes.devices import BULK_ACTIONS, ListParams, refused, render_list
 from iot.errors import InputError
-from iot.inputs import id_problem
+from iot.inputs import ascii_int, id_problem
 from iot.repo import device_bulk, device_export, devices
 
 router = APIRouter()
@@ -55,9 +55,9 @@ async def bulk(request: Request, ctx: Tenant, form: Form) -> Response:
         interval_text = str(form.get("interval_s") or "").strip()
         interval_s = None
         if action == "set_interval":
-            if not interval_text.isdigit():
+            interval_s = ascii_int(interval_text)
+            if interval_s is None:
                 raise InputError("interval_s", "give the new interval in seconds (5 to 86400)")
-            interval_s = int(interval_text)
         tags = split_tags(str(form.get("tags") or "")) if action in ("tag_add", "tag_remove") else None
         if action == "delete" and form.get("confirm") != "yes":
             total = await device_bulk.count_selected(ctx.db, ctx.tenant.id, params.device_query(), ids)

@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.errors import InputError
-from iot.inputs import Id
+from iot.inputs import Id, ascii_int
 from iot.repo import incidents
 
 router = APIRouter()
@@ -22,7 +22,8 @@ def _filter(value: str | None, allowed: tuple[str, ...]) -> str | None:
 def _id(value: str | None) -> int | None:
     """A filter id from the query; the form sends an empty field when none is chosen."""
     text = (value or "").strip()
-    return int(text) if text.isdigit() and len(text) <= 18 and int(text) > 0 else None
+    value = ascii_int(text)
+    return value if value else None
 
 
 @router.get("/incidents")

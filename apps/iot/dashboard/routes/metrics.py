@@ -15,7 +15,7 @@ from iot.dashboard.context import Form, NotFound, Tenant, TenantRequest
 from iot.errors import InputError
 from iot.inputs import Id
 from iot.repo import devices, metric_rules, metrics
-from iot.repo.metric_rules import RuleSpec
+from iot.repo.metric_rules import MAX_FOR_S, RuleSpec
 
 router = APIRouter()
 
@@ -79,6 +79,8 @@ def rule_spec(form: dict) -> RuleSpec:
 
     kind = text("kind") or "threshold"
     minutes = number("for_min")
+    if minutes is not None and not 0 <= minutes <= MAX_FOR_S / 60:  # round(1e308 * 60) would raise
+        raise InputError("for_min", f"must be between 0 (at once) and {MAX_FOR_S // 60} minutes")
     return RuleSpec(
         metric=text("metric"), kind=kind, tag=text("tag") or None,
         operator=text("operator") or None if kind == "threshold" else None,

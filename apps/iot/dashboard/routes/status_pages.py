@@ -22,7 +22,7 @@ from iot.dashboard.routes.history import _duration as duration
 from iot.dashboard.routes.history import bar_level
 from iot.dashboard.tenancy import tenant_slug_from_host
 from iot.errors import Conflict, InputError
-from iot.inputs import Id
+from iot.inputs import Id, ascii_int
 from iot.repo import status_pages as repo
 from iot.repo import tags, tenants
 from iot.repo.status_pages import PageSpec, StatusPage
@@ -115,9 +115,10 @@ async def public_status_page(request: Request, slug: str, svc: Annotated[Service
 def _ids(text: str) -> list[int]:
     ids = []
     for i, part in enumerate(p for p in _SEPARATORS.split(text) if p):
-        if not part.isdigit() or len(part) > 18:
+        value = ascii_int(part)
+        if value is None:
             raise InputError(f"device_ids[{i}]", f"{part[:30]!r} is not a device id; separate ids with commas")
-        ids.append(int(part))
+        ids.append(value)
     return ids
 
 
