@@ -336,3 +336,15 @@ def test_revoking_the_original_key_ends_its_dashboard_sign_in(dashboard) -> None
     assert key_client.get("/devices").status_code == 303  # its session ended
     refused = dashboard.client(tenant).post("/signin", data={"api_key": tenant.api_key})
     assert refused.status_code == 401
+
+
+def test_reset_and_invitation_links_name_the_tenant_host_not_the_requests_host_header(dashboard, smtp) -> None:
+    """Host-header poisoning: `acme.<domain>:x@evil.example` still routes to acme (the part after the last
+    ':' reads as a port), but a link built from it sends the victim's token to evil.example."""
+    tenant = fresh(dashboard)
+    add_user(dashboard, tenant, "victim@example.com", "owner")
+    poisoned = dashboard.client(f"{tenant.host}:x@evil.example")
+    assert poisoned.post("/reset", data={"email": "victim@example.com"}).status_code == 200
+    link = httpx.URL(last_mail_link(smtp, "victim@example.com"))
+    assert link.host == tenant.host.split(":")[0] and not link.userinfo, str(link)
+    assert "evil" not in str(link)

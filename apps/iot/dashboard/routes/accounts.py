@@ -24,7 +24,7 @@ from iot.dashboard.context import (
 )
 from iot.dashboard.routes.auth import client_address, set_session_cookie, totp_matches
 from iot.errors import Conflict, InputError
-from iot.inputs import Id
+from iot.inputs import Id, ascii_int
 from iot.mailer import Mail, MailError, send_mail
 from iot.repo import account_tokens, audit, users
 
@@ -34,8 +34,13 @@ AUDIT_PAGE = 50
 
 
 def _link(request: Request, ctx: TenantRequest, path: str) -> str:
-    scheme = "https" if ctx.services.settings.cookie_secure else request.url.scheme
-    return f"{scheme}://{request.headers.get('host')}{path}"
+    """A link for a mail, on the tenant's own host. Never the Host header as sent: `acme.<domain>:x@evil`
+    routes to acme, and a link built from it would carry the token to `evil`."""
+    settings = ctx.services.settings
+    scheme = "https" if settings.cookie_secure else request.url.scheme
+    port = (request.headers.get("host") or "").rpartition(":")[2]
+    shown_port = f":{port}" if ascii_int(port, 5) else ""  # the playground's :8000; none behind Traefik
+    return f"{scheme}://{ctx.tenant.slug}.{settings.domain.strip('.')}{shown_port}{path}"
 
 
 async def _signed_in_as(ctx: TenantRequest, user: users.User, target: str) -> Response:
