@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -21,6 +22,18 @@ from iot.published_secrets import published_secrets_in
 from iot.waiting import StartupError
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (it comes with uvicorn[standard], so in every deployment),
+    else None: asyncio's own. Services whose time goes into the loop (the monitor's thousands of sockets
+    and timers, the simulator's device ports) run on it: the monitor probes 12% (HTTP) to 20% (TCP) more
+    checks per second on the same CPU (bench/side_by_side.py)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 class ListenError(StartupError):

@@ -19,7 +19,7 @@ from iot.monitor.consumer import CheckConsumer
 from iot.monitor.heartbeat import Canary, Heartbeat, parse_canaries
 from iot.monitor.metrics import MonitorMetrics
 from iot.monitor.probes import Prober, ProbeSetupError, split_host_port
-from iot.service import load_settings, redis_client
+from iot.service import event_loop_factory, load_settings, redis_client
 from iot.settings import MonitorSettings
 from iot.waiting import StartupError, wait_for_redis
 
@@ -109,7 +109,8 @@ def main(argv: list[str]) -> int:
         sys.exit("invalid configuration:\n  " + "\n  ".join(problems))
     setup_logging(settings.log_level)
     try:
-        asyncio.run(run(settings, canaries))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run(settings, canaries))
     except ProbeSetupError as exc:
         sys.exit(f"monitor cannot probe: {exc}")
     except StartupError as exc:  # ListenError too

@@ -12,6 +12,7 @@ import signal
 from aiohttp import web
 
 from iot.log import log_fields, setup_logging
+from iot.service import event_loop_factory
 from iot.settings import SimulatorSettings
 from iot.simulator.control import Fleet, create_control_app
 from iot.simulator.fleet import SimDevice
@@ -71,20 +72,12 @@ async def serve(args: argparse.Namespace) -> None:
     await push.close()
 
 
-def _loop_factory():
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def main(argv: list[str]) -> int:
     settings = SimulatorSettings()
     args = parse_args(argv, settings)
     setup_logging("info")
     raise_fd_limit(2 * (args.devices + args.tcp_devices) + 1024)
-    # uvloop (installed with uvicorn[standard]) roughly doubles the requests a device port can answer.
-    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    # uvloop roughly doubles the requests a device port can answer.
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(serve(args))
     return 0
