@@ -19,7 +19,7 @@ from iot.monitor.consumer import CheckConsumer
 from iot.monitor.heartbeat import Canary, Heartbeat, parse_canaries
 from iot.monitor.metrics import MonitorMetrics
 from iot.monitor.probes import Prober, ProbeSetupError, split_host_port
-from iot.service import event_loop_factory, load_settings, redis_client
+from iot.service import event_loop_factory, load_settings, redis_client, tune_gc_for_many_live_objects
 from iot.settings import MonitorSettings
 from iot.waiting import StartupError, wait_for_redis
 
@@ -109,6 +109,7 @@ def main(argv: list[str]) -> int:
         sys.exit("invalid configuration:\n  " + "\n  ".join(problems))
     setup_logging(settings.log_level)
     try:
+        tune_gc_for_many_live_objects()
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(run(settings, canaries))
     except ProbeSetupError as exc:
