@@ -48,6 +48,7 @@ BATCH = 500
 BLACKBOX_CONCURRENCY = (64, 256, 1024)
 FPING_PROCESSES = (1, 4, 16)
 DEAD_SHARE = 0.10
+DEAD_TIMEOUT_S = 5.0  # the "dead 10%, 5 s" condition
 # issue 13's targets: throughput ratio (monitor / reference at its best), all healthy and 10% dead at 5 s
 TARGETS = {("http", "healthy"): 4.0, ("tcp", "healthy"): 3.0, ("icmp", "healthy"): 1.0,
            ("http", "dead 10%, 5 s"): 2.0, ("tcp", "dead 10%, 5 s"): 2.0, ("icmp", "dead 10%, 5 s"): 0.9}
@@ -176,16 +177,16 @@ async def bench(args: argparse.Namespace) -> None:
     sixty: dict[str, list[tuple[float, float]]] = defaultdict(list)  # kind -> (with dead, healthy alone)
     redis = RedisServer().start()
     try:
-        with nginx(8) as ports, blackbox_exporter(5.0) as (bb_base, bb_pid), blackhole():
+        with nginx(8) as ports, blackbox_exporter(DEAD_TIMEOUT_S) as (bb_base, bb_pid), blackhole():
             for rep in range(1, args.reps + 1):
                 for kind in args.kinds:
                     count = args.icmp_checks if kind == "icmp" else args.checks
                     for condition, share in (("healthy", 0.0), ("dead 10%, 5 s", DEAD_SHARE)):
                         targets = make_targets(kind, count, share, ports)
-                        runs[(kind, condition)].append(await monitor_run(redis, kind, targets, 5000))
+                        runs[(kind, condition)].append(await monitor_run(redis, kind, targets, int(DEAD_TIMEOUT_S * 1000)))
                         if kind == "icmp":
                             for processes in FPING_PROCESSES:
-                                runs[(kind, condition)].append(fping_run(targets, 5000, processes))
+                                runs[(kind, condition)].append(fping_run(targets, int(DEAD_TIMEOUT_S * 1000), processes))
                         else:
                             for concurrency in BLACKBOX_CONCURRENCY:
                                 runs[(kind, condition)].append(
@@ -229,9 +230,11 @@ def report(runs: dict[tuple[str, str], list[Run]], sixty: dict[str, list[tuple[f
             print(f"| {kind} | {condition} | {tool} | {_median_min([r.rate for r in tool_runs])} | "
                   f"{statistics.median(cpu):.3f} / {min(cpu):.3f} | {statistics.median([r.ok for r in tool_runs]):,.0f} "
                   f"of {tool_runs[0].checks:,} |")
+    # With dead targets no prober finishes before the timeout: a reference that reaches that floor too
+    # caps the ratio any prober can show at (the reference's time / the timeout).
     print("\n| kind | condition | reference at its best | throughput ratio (median / min) | target | "
-          "CPU per check ratio | target |")
-    print("|---|---|---|---|---|---|---|")
+          "ceiling (reference's time / timeout) | CPU per check ratio | target |")
+    print("|---|---|---|---|---|---|---|---|")
     for (kind, condition), all_runs in runs.items():
         if condition.endswith("60 s"):
             continue
@@ -246,9 +249,11 @@ def report(runs: dict[tuple[str, str], list[Run]], sixty: dict[str, list[tuple[f
         cpu_ratio = statistics.median([r.cpu_per_1000 for r in mine]) / statistics.median(
             [r.cpu_per_1000 for r in best])
         target = TARGETS[(kind, condition)]
+        ceiling = (f"{statistics.median([r.seconds for r in best]) / DEAD_TIMEOUT_S:.2f}x"
+                   if condition.startswith("dead") else "-")
         cpu_target = CPU_TARGETS["fping" if kind == "icmp" else "blackbox_exporter"]
         print(f"| {kind} | {condition} | {best_tool} | {ratio:.2f}x / {ratio_min:.2f}x | >= {target}x "
-              f"{'met' if ratio >= target else 'MISSED'} | {cpu_ratio:.2f}x | <= {cpu_target}x "
+              f"{'met' if ratio >= target else 'MISSED'} | {ceiling} | {cpu_ratio:.2f}x | <= {cpu_target}x "
               f"{'met' if cpu_ratio <= cpu_target else 'MISSED'} |")
     print("\n| kind | 10% dead, 60 s timeout: last healthy result stored | the same healthy checks alone | "
           "ratio (median / max) | target |")
