@@ -29,7 +29,7 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed (it comes with uvicorn[standard], so in every deployment),
     else None: asyncio's own. Services whose time goes into the loop (the monitor's thousands of sockets
     and timers, the simulator's device ports) run on it: the monitor probes 12% (HTTP) to 20% (TCP) more
-    checks per second on the same CPU (bench/side_by_side.py)."""
+    checks per second on the same CPU (bench/monitor_throughput.py, back to back)."""
     try:
         import uvloop
     except ImportError:
@@ -41,7 +41,7 @@ def tune_gc_for_many_live_objects() -> None:
     """For a process that keeps tens of thousands of objects alive (the monitor's checks, echoes and
     sockets in flight) and allocates several per check: CPython's default thresholds (700, 10, 10) run a
     collection every few hundred allocations, and a full one, which walks every live object, every few
-    thousand checks; at ICMP rates that was a quarter of the monitor's CPU (bench/side_by_side.py).
+    thousand checks; at ICMP rates that was a quarter of the monitor's CPU (bench/monitor_throughput.py).
     Objects of start-up (modules, settings, metrics) are frozen out of collections altogether, and young
     objects are collected every 20,000 allocations instead: almost all are freed by reference counting
     long before. The older generations keep CPython's ratios (10, 10), so cyclic garbage that outlived a
