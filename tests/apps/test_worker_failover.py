@@ -14,8 +14,10 @@ import redis.asyncio as aioredis
 from iot import db, protocol
 from iot.db.migrate import migrate
 from iot.settings import WorkerSettings
+from iot.worker import scheduler as scheduler_module
 from iot.worker.main import WorkerService
 from iot.worker.planner import phase_of
+from iot.worker.scheduler import Scheduler
 
 INTERVAL = 5
 
@@ -95,3 +97,50 @@ async def _planned_past(client: aioredis.Redis, second: int) -> bool:
 async def _holder(client: aioredis.Redis, instance: str) -> bool:
     raw = await client.get(protocol.WORKER_LOCK_KEY)
     return raw is not None and raw.decode().endswith(":" + instance)
+
+
+async def test_a_catch_up_tick_that_crosses_a_second_boundary_dispatches_no_device_twice(
+        database_url: str, redis_url: str, monkeypatch):
+    """The new leader's first tick (a catch-up over the failover gap) is slowed past a second boundary, as a
+    loaded machine or a slow Redis reply does. The next tick must not plan a second the catch-up already
+    covered: every device gets one check per period (periods counted from each batch's `sent` stamp, as the
+    monitors and the end-to-end failover test see it)."""
+    await migrate(database_url)
+    pool = await db.create_pool(database_url)
+    tenant = await pool.fetchval("INSERT INTO tenants (slug, api_key_hash) VALUES ('acme', 'h') RETURNING id")
+    await pool.execute(
+        "INSERT INTO devices (tenant_id, name, kind, target, interval_s, timeout_ms) "
+        "SELECT $1, 'd' || i, 'tcp', '127.0.0.1:' || (20000 + i), $2, 1000 FROM generate_series(1, 60) i",
+        tenant, INTERVAL)
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set(protocol.WORKER_LOCK_KEY, "7:new-leader")
+    await client.zadd(protocol.MONITOR_HEARTBEATS_KEY, {"frankfurt/m1": time.time() + 60})
+    # the dead leader planned up to 10 s ago: the catch-up spans every phase
+    await client.set(protocol.WORKER_PLANNED_UNTIL_KEY, int(time.time()) - 10)
+
+    real_live_regions = scheduler_module.live_regions
+
+    async def slow_live_regions(*args, **kwargs):
+        await asyncio.sleep(1.05 - time.time() % 1.0)  # the reply arrives just after the next second starts
+        return await real_live_regions(*args, **kwargs)
+
+    scheduler = Scheduler(client, pool, batch_size=500, tick_seconds=1.0, region_alive_seconds=60,
+                          max_catchup_seconds=60)
+    monkeypatch.setattr(scheduler_module, "live_regions", slow_live_regions)
+    await scheduler.tick("7:new-leader")
+    monkeypatch.setattr(scheduler_module, "live_regions", real_live_regions)
+    for _ in range(3):  # the regular ticks that follow, on time
+        await scheduler.tick("7:new-leader")
+        await asyncio.sleep(1.01 - time.time() % 1.0)
+
+    per_period: Counter[tuple[int, int]] = Counter()
+    for _id, fields in await client.xrange(protocol.checks_stream("frankfurt")):
+        sent = int(float(fields[protocol.SENT_FIELD.encode()]))
+        for check in json.loads(fields[protocol.CHECKS_FIELD.encode()]):
+            per_period[(check[0], (sent - phase_of(check[0], INTERVAL)) // INTERVAL)] += 1
+    ids = {r["id"] for r in await pool.fetch("SELECT id FROM devices")}
+    await pool.close()
+    await client.aclose()
+    assert {device for device, _period in per_period} == ids, "the catch-up did not check every device"
+    doubled = sorted({device for (device, _period), n in per_period.items() if n > 1})
+    assert not doubled, f"{len(doubled)} devices checked twice in one interval: {doubled}"

@@ -54,3 +54,16 @@ async def test_old_leader_cannot_dispatch_after_losing_the_lock(redis_url: str):
     assert await client.xlen(protocol.checks_stream("tokyo")) == 2
     assert await client.get(protocol.WORKER_PLANNED_UNTIL_KEY) == b"100"
     await client.aclose()
+
+
+async def test_a_batch_is_stamped_within_the_second_it_was_planned_up_to(redis_url: str):
+    """A plan ending at second 100 read at 100.9996 must not be stamped 101.000 (rounding would put the batch
+    in the next second, which the next tick plans again)."""
+    client = aioredis.Redis.from_url(redis_url)
+    lock = LeaderLock(client, "leader", ttl_seconds=10)
+    assert await lock.acquire()
+    payloads = [json.dumps([[1, "http", "http://x", 1000]])]
+    await Dispatcher(client).dispatch(lock.token, ["frankfurt"], payloads, planned_until=100, sent=100.9996)
+    [(_id, fields)] = await client.xrange(protocol.checks_stream("frankfurt"))
+    assert fields[protocol.SENT_FIELD.encode()] == b"100.999"
+    await client.aclose()

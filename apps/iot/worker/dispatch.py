@@ -9,6 +9,7 @@ followed by each region stream's trim (`iot.worker.trim`: entries the monitors f
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -46,10 +47,15 @@ class Dispatcher:
         self._trimmer = trimmer
 
     async def dispatch(
-        self, token: str, regions: list[str], payloads: list[str], planned_until: int
+        self, token: str, regions: list[str], payloads: list[str], planned_until: int, sent: float | None = None
     ) -> DispatchOutcome:
-        """XADD every payload to every region and record `planned_until`, all fenced by `token`."""
-        sent = f"{time.time():.3f}"
+        """XADD every payload to every region and record `planned_until`, all fenced by `token`.
+
+        `sent` (unix time, default now) stamps the batches; the scheduler passes the clock reading its plan
+        ends at, so a batch's stamp never falls in a second after `planned_until`.
+        """
+        # truncated, not rounded: x.9996 must stay in second x
+        stamp = f"{math.floor((time.time() if sent is None else sent) * 1000) / 1000:.3f}"
         # MULTI/EXEC: a leader killed mid-dispatch sent all of this tick or none of it, and `planned_until`
         # says which; its successor then neither repeats nor drops a second.
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -59,7 +65,7 @@ class Dispatcher:
                     await self._xadd(
                         keys=[protocol.WORKER_LOCK_KEY, stream],
                         args=[token, protocol.CHECKS_STREAM_MAXLEN, protocol.CHECKS_FIELD, payload,
-                              protocol.SENT_FIELD, sent],
+                              protocol.SENT_FIELD, stamp],
                         client=pipe,
                     )
             await self._set(

@@ -81,19 +81,22 @@ class Scheduler:
     async def tick(self, token: str) -> int:
         """Plan and dispatch every second not yet planned up to now; returns batches sent."""
         await self.reload_if_changed()
-        now = time.time()
-        current = int(now)
         if self._planned_until is None:
             recorded = await self._redis.get(protocol.WORKER_PLANNED_UNTIL_KEY)
-            self._planned_until = int(recorded) if recorded is not None else current - 1
+            self._planned_until = int(recorded) if recorded is not None else int(time.time()) - 1
+        regions = sorted(await live_regions(self._redis, self._alive))
+        self.live_regions = regions
+        # The clock is read after every await: the seconds planned end at the second the batches are stamped
+        # with. Read before a slow reply, a tick would stamp second N+1 on a plan that ends at N, and the
+        # next tick would plan N+1 again: the devices due then checked twice in one interval.
+        now = time.time()
+        current = int(now)
         first = max(self._planned_until + 1, current - self._max_catchup)
         if first > current:
             return 0
-        regions = sorted(await live_regions(self._redis, self._alive))
-        self.live_regions = regions
         fragments = self.schedule.due_between(first, current)
         payloads = batch_payloads(fragments, self._batch_size, self._batch_max_bytes)
-        outcome = await self._dispatcher.dispatch(token, regions, payloads, current)
+        outcome = await self._dispatcher.dispatch(token, regions, payloads, planned_until=current, sent=now)
         if outcome.fenced_out:
             log_fields(logger, logging.WARNING, "lost the lock while dispatching; batches refused",
                        refused=outcome.fenced_out)
