@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pyotp
@@ -196,13 +198,54 @@ def test_totp_is_required_once_enabled(dashboard) -> None:
     assert confirmed.status_code == 303
     no_code = dashboard.client(tenant).post("/signin", data={"email": "owner@example.com", "password": PASSWORD})
     assert no_code.status_code == 401 and "6-digit code" in no_code.text
-    second = sign_in(dashboard, tenant, "owner@example.com", code=pyotp.TOTP(seed).now())
+    # the confirmation used the current code: the sign-in takes the next one (still in the +-1 step window)
+    second = sign_in(dashboard, tenant, "owner@example.com", code=pyotp.TOTP(seed).at(time.time(), counter_offset=1))
     csrf = csrf_of(second.get("/account").text)
     assert second.post("/account/totp/disable", data={"csrf": csrf, "current": "not my password"}).status_code == 422
     assert second.post("/account/totp/disable", data={"csrf": csrf, "current": PASSWORD}).status_code == 303
     sign_in(dashboard, tenant, "owner@example.com")  # no code needed any more
     stored = sql(dashboard.database_url, "SELECT totp_sealed, totp_enabled FROM users WHERE tenant_id = $1", tenant.id)
     assert (stored[0]["totp_sealed"], stored[0]["totp_enabled"]) == (None, False)
+
+
+def _enable_totp(dashboard: Dashboard, tenant: TenantKey, user_id: int) -> str:
+    """Give the user a second factor directly in the database (the enrolment pages are tested above)."""
+    seed = pyotp.random_base32()
+
+    async def enable() -> None:
+        conn = await connect(dashboard.database_url)
+        try:
+            await users.set_totp(conn, tenant.id, user_id, DashboardSettings().secret_box().seal(seed), True)
+        finally:
+            await conn.close()
+    run(enable())
+    return seed
+
+
+def test_a_totp_code_opens_one_sign_in_only_even_when_requests_race(dashboard) -> None:
+    """RFC 6238 5.2: a code seen over a shoulder or through a phishing proxy must not open a second session,
+    although it stays valid for up to 90 s (one step of clock drift either way)."""
+    tenant = fresh(dashboard)
+    seed = _enable_totp(dashboard, tenant, add_user(dashboard, tenant, "owner@example.com", "owner"))
+
+    def attempt(email: str, code: str) -> httpx.Response:
+        with dashboard.client(tenant) as client:
+            return client.post("/signin", data={"email": email, "password": PASSWORD, "code": code})
+    code = pyotp.TOTP(seed).now()
+    assert attempt("owner@example.com", code).status_code == 303
+    replayed = attempt("owner@example.com", code)
+    assert replayed.status_code == 401 and "used already" in replayed.text
+    # once a newer code of the window was used, the older one is refused too
+    assert attempt("owner@example.com", pyotp.TOTP(seed).at(time.time(), counter_offset=1)).status_code == 303
+    older = attempt("owner@example.com", code)
+    assert older.status_code == 401 and "used already" in older.text
+
+    # five sign-ins racing with one code (another user: the throttle allows five attempts per email)
+    seed = _enable_totp(dashboard, tenant, add_user(dashboard, tenant, "racer@example.com", "member"))
+    code = pyotp.TOTP(seed).now()
+    with ThreadPoolExecutor(5) as pool:
+        statuses = sorted(pool.map(lambda _: attempt("racer@example.com", code).status_code, range(5)))
+    assert statuses == [303, 401, 401, 401, 401], statuses
 
 
 def test_invitation_mail_link_works_once_and_expired_ones_are_refused(dashboard, smtp) -> None:

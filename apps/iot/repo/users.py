@@ -50,7 +50,17 @@ RETURNING session_epoch
 """
 UPDATE_ROLE = f"UPDATE users SET role = $3 WHERE tenant_id = $1 AND id = $2 AND role <> 'owner' RETURNING {_COLUMNS}"
 DELETE_USER = "DELETE FROM users WHERE tenant_id = $1 AND id = $2 AND role <> 'owner' RETURNING id"
-UPDATE_TOTP = "UPDATE users SET totp_sealed = $3, totp_enabled = $4 WHERE tenant_id = $1 AND id = $2"
+# A new seed starts with no used step (its codes have nothing to do with the old seed's).
+UPDATE_TOTP = """
+UPDATE users SET totp_sealed = $3, totp_enabled = $4,
+       totp_last_step = CASE WHEN totp_sealed IS DISTINCT FROM $3 THEN NULL ELSE totp_last_step END
+WHERE tenant_id = $1 AND id = $2
+"""
+# One statement, so two requests racing with the same code cannot both claim its step.
+CLAIM_TOTP_STEP = """
+UPDATE users SET totp_last_step = $3
+WHERE tenant_id = $1 AND id = $2 AND (totp_last_step IS NULL OR totp_last_step < $3) RETURNING id
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +172,8 @@ async def delete_user(db: Executor, tenant_id: int, user_id: int) -> bool:
 
 async def set_totp(db: Executor, tenant_id: int, user_id: int, sealed_seed: str | None, enabled: bool) -> None:
     await db.execute(UPDATE_TOTP, tenant_id, user_id, sealed_seed, enabled)
+
+
+async def claim_totp_step(db: Executor, tenant_id: int, user_id: int, step: int) -> bool:
+    """Record `step` as the user's last used TOTP step; False when that step or a later one was used already."""
+    return await db.fetchval(CLAIM_TOTP_STEP, tenant_id, user_id, step) is not None

@@ -22,7 +22,7 @@ from iot.dashboard.context import (
     TenantAnonymous,
     TenantRequest,
 )
-from iot.dashboard.routes.auth import client_address, set_session_cookie, totp_matches
+from iot.dashboard.routes.auth import check_totp, client_address, set_session_cookie
 from iot.errors import Conflict, InputError
 from iot.inputs import Id, ascii_int
 from iot.mailer import Mail, MailError, send_mail
@@ -118,7 +118,7 @@ async def confirm_totp(request: Request, ctx: AnyRole, form: OwnAccountForm) -> 
     if ctx.user is None:
         return RedirectResponse("/account/owner", status_code=303)
     user = await users.user_by_id(ctx.db, ctx.tenant.id, ctx.user.id)
-    if user is None or not totp_matches(ctx, user, str(form.get("code") or "")):
+    if user is None or await check_totp(ctx, user, str(form.get("code") or "")):
         return await _account_page(request, ctx, status_code=422,
                                    error="code: not the current code of that seed; start again and scan the new QR")
     await users.set_totp(ctx.db, ctx.tenant.id, user.id, user.totp_sealed, True)

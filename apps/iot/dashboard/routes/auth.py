@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pyotp
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from pyotp.exceptions import OTPVerificationError
 
 from iot.dashboard.context import Forbidden, TenantAnonymous, TenantRequest, tenant_only
 from iot.dashboard.session import COOKIE_NAME, MAX_AGE_SECONDS, csrf_matches
@@ -32,15 +33,28 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def totp_matches(ctx: TenantRequest, user: users.User, code: str) -> bool:
+TOTP_WRONG = "wrong"
+TOTP_USED = "used"
+
+
+async def check_totp(ctx: TenantRequest, user: users.User, code: str) -> str | None:
+    """None when `code` is a current code of the user's seed (one step of clock drift either way) not used
+    before; else TOTP_WRONG or TOTP_USED. An accepted code's step is claimed: replaying a code seen over a
+    shoulder or through a phishing proxy fails, even within the 90 seconds the code is otherwise valid."""
     if not user.totp_sealed:
-        return False
+        return TOTP_WRONG
     try:
         seed = ctx.services.settings.secret_box().open(user.totp_sealed)
     except SealError:
-        return False
+        return TOTP_WRONG
     code = "".join(code.split())
-    return len(code) == 6 and code.isdigit() and pyotp.TOTP(seed).verify(code, valid_window=1)
+    if len(code) != 6 or not code.isdigit():
+        return TOTP_WRONG
+    try:
+        step = pyotp.TOTP(seed).verify_and_get_timecode(code, valid_window=1)
+    except OTPVerificationError:
+        return TOTP_WRONG
+    return None if await users.claim_totp_step(ctx.db, user.tenant_id, user.id, step) else TOTP_USED
 
 
 def _from_other_site(request: Request) -> bool:
@@ -82,8 +96,13 @@ async def signin(request: Request, ctx: TenantAnonymous) -> Response:
     user = await users.user_by_email(ctx.db, ctx.tenant.id, email)
     if not users.password_matches(user, password) or user is None:
         return refuse(401, "Wrong email or password.", email)
-    if user.totp_enabled and not totp_matches(ctx, user, str(form.get("code") or "")):
-        return refuse(401, "Enter the current 6-digit code of your authenticator app.", email)
+    if user.totp_enabled:
+        problem = await check_totp(ctx, user, str(form.get("code") or ""))
+        if problem == TOTP_USED:
+            return refuse(401, "That code was used already. Enter the next code your authenticator app shows.",
+                          email)
+        if problem:
+            return refuse(401, "Enter the current 6-digit code of your authenticator app.", email)
     await SignInThrottle(ctx.services.redis).succeeded(ctx.tenant.id, email)
     await users.touch_signin(ctx.db, ctx.tenant.id, user.id)
     await audit.record(ctx.db, ctx.tenant.id, actor_kind="user", actor_id=user.id, actor_name=user.email,
