@@ -5,6 +5,9 @@ of each channel arrives there with the vendor's path and the test message."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote_plus
@@ -75,3 +78,64 @@ def test_fixed_host_kinds_deliver_a_test_to_their_vendor_api(stack: Stack, vendo
             assert request.headers["Host"] in VENDOR_HOSTS, kind
             body = unquote_plus(request.body.decode())  # JSON, or form-encoded (Pushover)
             assert "Test notification from my-iot-app" in body or "This channel works" in body, (kind, body[:300])
+
+
+# Run under the hosts stub: sends a device's down and up, a metric incident's opening and resolution and a
+# test through the real Opsgenie channel (Apprise for alerts, the Alert API for closing), prints outcomes.
+_OPSGENIE_SCRIPT = """
+import asyncio, json, sys
+from iot.egress import EgressPolicy
+from iot.notify import CHANNELS, test_event
+from iot.notify.base import Event, SendContext
+
+channel = CHANNELS["opsgenie"]
+config = channel.Config(url=sys.argv[1])
+ctx = SendContext(egress=EgressPolicy.parse("127.0.0.0/8"), timeout_s=5)
+device = {"id": 7, "name": "pump-7"}
+events = [
+    ("device.state_changed", {"event_id": "7-down", "kind": "down", "state": "down", "previous_state": "up",
+                              "device": device, "incident": {"kind": "down", "summary": "timeout after 1s"}}),
+    ("device.state_changed", {"event_id": "7-up", "kind": "up", "state": "up", "previous_state": "down",
+                              "device": device, "duration_s": 120}),
+    ("incident.opened", {"event_id": "m-open", "kind": "metric", "device": device,
+                         "incident": {"id": 42, "kind": "metric", "summary": "temperature > 80"}}),
+    ("incident.resolved", {"event_id": "m-closed", "kind": "metric", "device": device,
+                           "incident": {"id": 42, "kind": "metric", "summary": "temperature > 80"}}),
+]
+
+async def main():
+    outcomes = [await channel.send(config, Event.from_payload(t, p, "https://acme.example"), ctx) for t, p in events]
+    outcomes.append(await channel.send(config, test_event("acme", "example"), ctx))
+    print(json.dumps(outcomes))
+
+asyncio.run(main())
+"""
+
+
+def test_opsgenie_alerts_close_when_the_device_or_the_incident_recovers(vendor_api: HttpReceiver,
+                                                                       tmp_path: Path) -> None:
+    """A recovery must close the alert its problem opened, not page the on-call person with a new one."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{ADDRESS} api.opsgenie.com\n")
+    key = "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+    sent = subprocess.run([*hosts_stub_command(hosts), sys.executable, "-c", _OPSGENIE_SCRIPT,
+                           f"opsgenie://{key}?verify=no"], capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    outcomes = json.loads(sent.stdout)
+    assert [error for _status, error in outcomes] == [None] * 5, outcomes
+
+    calls = [(r.method, unquote_plus(r.path), json.loads(r.body)) for r in vendor_api.requests]
+    assert [(method, path) for method, path, _body in calls] == [
+        ("POST", "/v2/alerts"),
+        ("POST", "/v2/alerts/my-iot-app-device-7/close?identifierType=alias"),
+        ("POST", "/v2/alerts"),
+        ("POST", "/v2/alerts/my-iot-app-metric-incident-42/close?identifierType=alias"),
+        ("POST", "/v2/alerts"),
+    ], calls
+    down, up, metric, resolved, test = (body for _method, _path, body in calls)
+    assert down["alias"] == "my-iot-app-device-7" and "pump-7 is DOWN" in down["message"]
+    assert "is up again after 2m" in up["note"]
+    assert metric["alias"] == "my-iot-app-metric-incident-42"
+    assert "Resolved: temperature > 80" in resolved["note"]
+    assert "alias" not in test  # a test is a plain alert
+    assert all(r.headers["Authorization"] == f"GenieKey {key}" for r in vendor_api.requests)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from iot.notify.apprise import AppriseChannel
 from iot.notify.base import EVENT_KINDS, Channel, Event, Message, SendContext, render, test_event
 from iot.notify.email import EmailChannel
+from iot.notify.opsgenie import OpsgenieChannel
 from iot.notify.webhook import WebhookChannel
 
 CHANNELS: dict[str, Channel] = {
@@ -20,11 +21,7 @@ CHANNELS: dict[str, Channel] = {
     "discord": AppriseChannel("discord", "Discord", "https://discord.com/api/webhooks/ID/TOKEN", ("NotifyDiscord",)),
     "telegram": AppriseChannel("telegram", "Telegram", "tgram://BOT_TOKEN/CHAT_ID", ("NotifyTelegram",)),
     "pagerduty": AppriseChannel("pagerduty", "PagerDuty", "pagerduty://INTEGRATION_KEY@API_KEY", ("NotifyPagerDuty",)),
-    # Apprise's Opsgenie turns "info" into a note and "success" into closing an alert it opened earlier with
-    # the same plugin instance (request ids kept in memory); we build one per message, so neither would
-    # arrive: every message (test, up) opens an alert.
-    "opsgenie": AppriseChannel("opsgenie", "Opsgenie", "opsgenie://API_KEY", ("NotifyOpsgenie",),
-                               severities={"info": "warning", "success": "warning"}),
+    "opsgenie": OpsgenieChannel(),  # Apprise opens the alerts; recoveries close them by alias
     "ntfy": AppriseChannel("ntfy", "ntfy", "ntfys://ntfy.sh/TOPIC", ("NotifyNtfy",)),
     "pushover": AppriseChannel("pushover", "Pushover", "pover://USER_KEY@APP_TOKEN", ("NotifyPushover",)),
     "apprise": AppriseChannel("apprise", "Apprise URL (any other service)", "jsons://example.com/hooks/iot"),

@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -209,6 +210,9 @@ class AppriseChannel(Channel):
         # carry more (headers, keys): dropped.
         return {"url": plugin.url(privacy=True).split("?", 1)[0]}
 
+    def configure(self, plugin: Any, event: Event) -> None:
+        """Per-event settings of the plugin before it sends (a kind that needs them overrides this)."""
+
     async def send(self, config: AppriseConfig, event: Event, ctx: SendContext) -> Outcome:
         plugin = plugin_of(config.url)
         if plugin is None:
@@ -222,6 +226,7 @@ class AppriseChannel(Channel):
                 return None, str(exc)
             except (OSError, UnicodeError):
                 return None, "the channel's host name does not resolve"
+        self.configure(plugin, event)
         message = self.render(event)
         severity = self.severities.get(message.severity, message.severity)
         plugin.socket_connect_timeout = ctx.timeout_s
@@ -236,9 +241,15 @@ class AppriseChannel(Channel):
 def notify_blocking(plugin: Any, title: str, body: str, notify_type: Any,
                     egress: EgressPolicy) -> tuple[bool, list[str], bool]:
     """(delivered, Apprise's warnings, refused by the egress policy): one send, in the calling thread."""
+    return guarded_blocking(lambda: bool(plugin.notify(body=body, title=title, notify_type=notify_type)), egress)
+
+
+def guarded_blocking(send: Callable[[], bool], egress: EgressPolicy) -> tuple[bool, list[str], bool]:
+    """Run `send` (HTTP through requests, in the calling thread) under the egress policy, the redirect and
+    answer bounds and the log capture above: (its result, the warnings logged, refused by the policy)."""
     _captured.lines, _captured.egress, _captured.refused = [], egress, False
     try:
-        ok = bool(plugin.notify(body=body, title=title, notify_type=notify_type))
+        ok = send()
     except Exception as exc:  # noqa: BLE001 - a plugin failing is a failed delivery, retried
         _captured.lines.append(f"{type(exc).__name__}")
         ok = False
