@@ -9,6 +9,7 @@ import json
 import time
 from collections import Counter
 
+import asyncpg
 import redis.asyncio as aioredis
 
 from iot import db, protocol
@@ -36,15 +37,21 @@ async def _beat(client: aioredis.Redis, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.5)
 
 
-async def test_standby_takes_over_and_no_device_is_dispatched_twice(database_url: str, redis_url: str):
+async def _pool_with_devices(database_url: str, count: int) -> asyncpg.Pool:
+    """A migrated database holding `count` TCP devices of one tenant, checked every INTERVAL seconds."""
     await migrate(database_url)
     pool = await db.create_pool(database_url)
     tenant = await pool.fetchval("INSERT INTO tenants (slug, api_key_hash) VALUES ('acme', 'h') RETURNING id")
     await pool.execute(
         "INSERT INTO devices (tenant_id, name, kind, target, interval_s, timeout_ms) "
-        "SELECT $1, 'd' || i, 'tcp', '127.0.0.1:' || (20000 + i), $2, 1000 FROM generate_series(1, 200) i",
-        tenant, INTERVAL,
+        "SELECT $1, 'd' || i, 'tcp', '127.0.0.1:' || (20000 + i), $2, 1000 FROM generate_series(1, $3) i",
+        tenant, INTERVAL, count,
     )
+    return pool
+
+
+async def test_standby_takes_over_and_no_device_is_dispatched_twice(database_url: str, redis_url: str):
+    pool = await _pool_with_devices(database_url, 200)
     client = aioredis.Redis.from_url(redis_url)
     beats_stop = asyncio.Event()
     beats = asyncio.create_task(_beat(client, beats_stop))
@@ -105,13 +112,7 @@ async def test_a_catch_up_tick_that_crosses_a_second_boundary_dispatches_no_devi
     loaded machine or a slow Redis reply does. The next tick must not plan a second the catch-up already
     covered: every device gets one check per period (periods counted from each batch's `sent` stamp, as the
     monitors and the end-to-end failover test see it)."""
-    await migrate(database_url)
-    pool = await db.create_pool(database_url)
-    tenant = await pool.fetchval("INSERT INTO tenants (slug, api_key_hash) VALUES ('acme', 'h') RETURNING id")
-    await pool.execute(
-        "INSERT INTO devices (tenant_id, name, kind, target, interval_s, timeout_ms) "
-        "SELECT $1, 'd' || i, 'tcp', '127.0.0.1:' || (20000 + i), $2, 1000 FROM generate_series(1, 60) i",
-        tenant, INTERVAL)
+    pool = await _pool_with_devices(database_url, 60)
     client = aioredis.Redis.from_url(redis_url)
     await client.set(protocol.WORKER_LOCK_KEY, "7:new-leader")
     await client.zadd(protocol.MONITOR_HEARTBEATS_KEY, {"frankfurt/m1": time.time() + 60})
