@@ -26,10 +26,15 @@ from servers import free_port, wait_port  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a running process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return sum(user_system_seconds(pid))
 
 
 def need(binary: str, package: str) -> str:

@@ -22,16 +22,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _peers import CLOCK_TICKS, iot_monitor, nginx  # noqa: E402
+from _peers import iot_monitor, nginx, user_system_seconds  # noqa: E402
 from servers import RedisServer  # noqa: E402
 from side_by_side import BATCH, MONITOR_ENV, make_targets  # noqa: E402
 
 from iot import protocol  # noqa: E402
-
-
-def _cpu(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -48,7 +43,7 @@ async def bench(args: argparse.Namespace) -> None:
         with nginx(8) as ports, iot_monitor(redis.url, "throughput", MONITOR_ENV) as pid:
             targets = make_targets(args.kind, args.checks, 0.0, ports)
             entries = [[i, args.kind, target, 5000, 1, 300] for i, (target, _dead) in enumerate(targets)]
-            user0, sys0 = _cpu(pid)
+            user0, sys0 = user_system_seconds(pid)
             started = time.perf_counter()
             for _round in range(args.rounds):
                 await client.delete(protocol.RESULTS_STREAM)
@@ -66,7 +61,7 @@ async def bench(args: argparse.Namespace) -> None:
                             cursor = message_id.decode()
                             got += len(json.loads(fields[b"results"]))
             seconds = time.perf_counter() - started
-            user1, sys1 = _cpu(pid)
+            user1, sys1 = user_system_seconds(pid)
             total = len(entries) * args.rounds
             print(f"{args.kind}: {total:,} checks in {seconds:.2f} s: {total / seconds:,.0f} checks/s; CPU per check "
                   f"{(user1 - user0) / total * 1e6:.1f} us user + {(sys1 - sys0) / total * 1e6:.1f} us system; "

@@ -24,7 +24,8 @@ from iot.notify.apprise import AppriseChannel, AppriseConfig, guarded_blocking, 
 from iot.notify.base import Event, Outcome, SendContext
 
 ALIAS_PREFIX = "my-iot-app"
-_OPENS = ("down", "degraded", "silent")
+# Device events that open ("down", "degraded", "silent") or close ("up") the device's alert.
+_DEVICE_ALERT_KINDS = ("down", "degraded", "silent", "up")
 
 
 def alert_alias(event: Event) -> str | None:
@@ -32,7 +33,7 @@ def alert_alias(event: Event) -> str | None:
     if event.kind == "metric":
         incident_id = (event.payload.get("incident") or {}).get("id")
         return f"{ALIAS_PREFIX}-metric-incident-{int(incident_id)}" if incident_id is not None else None
-    if event.device_id is not None and (event.kind in _OPENS or event.kind == "up"):
+    if event.device_id is not None and event.kind in _DEVICE_ALERT_KINDS:
         return f"{ALIAS_PREFIX}-device-{int(event.device_id)}"
     return None
 
