@@ -16,7 +16,11 @@ STACK  ?= dev
 # the locked setuptools and no dependency resolution of their own.
 $(STAMP): requirements-dev.txt apps/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
+	# --no-deps: the lock already holds every dependency, so nothing is resolved. Resolving with the venv's
+	# first pip (23.x) fails in hash mode once an extra (pip-audit's CacheControl[filecache]) has a release
+	# newer than its pin on the index; pip check then proves the locked set consistent.
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.txt
+	$(PY) -m pip check
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e apps
 	touch $@
 
