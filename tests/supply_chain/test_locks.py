@@ -81,7 +81,8 @@ def test_a_lock_without_hashes_is_caught(tmp_path, monkeypatch):
 
 def test_make_install_and_the_pulumi_toolchain_require_hashes():
     makefile = (ROOT / "Makefile").read_text()
-    assert "pip install -q --require-hashes -r requirements-dev.txt" in makefile
+    assert "pip install -q --require-hashes --no-deps -r requirements-dev.txt" in makefile
+    assert "pip check" in makefile  # nothing is resolved at install, so the locked set is checked after it
     assert "--no-deps --no-build-isolation -e apps" in makefile
     # Pulumi's pip toolchain installs requirements.txt; hashes in it switch pip to hash-checking mode.
     assert "--hash=sha256:" in (ROOT / "requirements.txt").read_text()
