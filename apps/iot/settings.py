@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from iot.egress import EgressPolicy
@@ -291,9 +291,16 @@ class MonitorSettings(CommonSettings):
     )
     queue_checks: int = Field(
         5000, ge=1,
-        description="Take more batches from the stream while fewer checks than this wait to start; also the "
-        "most a tenant holding its whole share may have waiting (beyond it, its oldest are dropped, counted).",
+        description="Take more batches from the stream while fewer checks than this could start soon (those "
+        "of a tenant holding its whole share do not count: its backlog must not stop everyone else's).",
     )
+    queue_checks_max: int = Field(
+        100_000, ge=1,
+        description="Most checks waiting to start in all (~400 bytes each, so ~40 MB): beyond it the oldest "
+        "of the tenant at its share with the longest queue are dropped, counted. A waiting check is dropped "
+        "anyway once its device's next check is due.",
+    )
+
     result_flush_seconds: float = Field(
         0.1, gt=0, le=5, description="Results are written in groups: at most this long after the first one ..."
     )
@@ -308,6 +315,17 @@ class MonitorSettings(CommonSettings):
         description="Serve /metrics on this port only, on its own listener (monitor nodes never publish it); "
         "0: /metrics beside /health on APP_PORT (playground).",
     )
+
+    # A field validator, not a model one: its error names the one variable and shows only its value (a
+    # model validator's error carries every setting, URLs with passwords included).
+    @field_validator("queue_checks_max")
+    @classmethod
+    def _at_least_the_watermark(cls, value: int, info: ValidationInfo) -> int:
+        watermark = info.data.get("queue_checks")
+        if watermark is not None and value < watermark:
+            raise ValueError(f"is below QUEUE_CHECKS ({watermark}): the monitor would read batches it has no "
+                             "room for; raise QUEUE_CHECKS_MAX or lower QUEUE_CHECKS")
+        return value
 
 
 class SimulatorSettings(BaseSettings):

@@ -198,3 +198,88 @@ async def test_checks_that_could_not_start_before_their_next_interval_are_droppe
     await task
     assert sorted(r[0] for r in await _results(client)) == [50 + i for i in range(5)]  # no result for a drop
     assert metrics.dropped.labels("late")._value.get() == 10
+
+
+async def test_a_burst_of_a_tenant_at_its_share_is_probed_in_full_when_there_is_time(setup):
+    """Issue 13, a fleet with dead devices: 10% of a lone tenant's checks hang, so it is at its share of the
+    monitor most of the time. Its checks used to be dropped ("overflow") as soon as more than QUEUE_CHECKS
+    of them waited, although every one could start long before its device's next check was due: a burst
+    of 60,000 such checks lost 72% of them. They are probed now; only a check that can no longer start in
+    time is dropped (late)."""
+    client, prober, port = setup
+    hanging = socket.socket()  # accepts (kernel backlog), never answers
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)
+    hang_port = hanging.getsockname()[1]
+    try:
+        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+        sent = str(time.time())
+        devices = []
+        for b in range(10):
+            batch = [[b * 100 + i, "http", f"http://127.0.0.1:{hang_port}/{i}", 400, 1, 300] for i in range(5)]
+            batch += [[b * 100 + i, "tcp", f"127.0.0.1:{port}", 1000, 1, 300] for i in range(5, 50)]
+            devices += [entry[0] for entry in batch]
+            await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: sent})
+        metrics = MonitorMetrics(REGION)
+        consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
+                                 tenant_share=1, queue_checks=20)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: _acknowledged(client, 10), timeout=30)
+        stop.set()
+        await task
+        rows = await _results(client)
+        assert metrics.dropped.labels("overflow")._value.get() == 0
+        assert sorted(r[0] for r in rows) == sorted(devices), f"{500 - len(rows)} of 500 checks got no result"
+        assert sum(1 for r in rows if not r[1]) == 50  # the hanging ones: failed at their timeout
+    finally:
+        hanging.close()
+
+
+async def test_waiting_checks_stay_bounded_and_only_the_tenant_at_its_share_loses_checks(setup):
+    """The memory bound that replaces it: at most QUEUE_CHECKS_MAX checks wait in a monitor. Beyond it the
+    oldest waiting checks of the tenant at its share with the longest queue are dropped and counted, so
+    a tenant whose devices all hang cannot fill the monitor's memory nor cost anyone else a check."""
+    client, prober, port = setup
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(64)
+    hang_port = hanging.getsockname()[1]
+    try:
+        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+        sent = str(time.time())
+        for b in range(8):
+            batch = [[b * 100 + i, "http", f"http://127.0.0.1:{hang_port}/{i}", 20_000, 1, 300] for i in range(25)]
+            batch += [[5000 + b * 100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 300] for i in range(5)]
+            await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: sent})
+        metrics = MonitorMetrics(REGION)
+        consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
+                                 tenant_share=0.5, queue_checks=20, queue_checks_max=60)
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        await _until(lambda: _count(client, 40), timeout=15)  # tenant 2's 40 checks, all of them
+        await _until(lambda: _quiet(client, consumer, 8))
+        assert sorted(r[0] for r in await _results(client)) == [5000 + b * 100 + i for b in range(8) for i in range(5)]
+        waiting = consumer.scheduler.queued  # tenant 1's only, now: how many depends on when batches were read
+        assert 20 <= waiting <= 60
+        assert metrics.inflight.labels("socket")._value.get() == 4  # tenant 1 at its share
+        assert metrics.dropped.labels("overflow")._value.get() == 200 - 4 - waiting
+        hanging.close()  # tenant 1's hanging checks now fail fast
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert await _pending(client, 0)
+        assert len(await _results(client)) == 40 + 4 + waiting  # a dropped check has no result row
+    finally:
+        hanging.close()
+
+
+async def _quiet(client: aioredis.Redis, consumer: CheckConsumer, batches: int) -> bool:
+    """Every batch of the stream taken and nothing left to write."""
+    group = (await client.xinfo_groups(STREAM))[0]
+    return group["entries-read"] == batches and consumer.writer.buffered == 0
+
+
+async def _acknowledged(client: aioredis.Redis, batches: int) -> bool:
+    """The group has read `batches` batches and has none pending: every one of them is handled."""
+    group = (await client.xinfo_groups(STREAM))[0]
+    return group["entries-read"] == batches and group["pending"] == 0

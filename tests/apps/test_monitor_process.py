@@ -108,6 +108,7 @@ def _answers(url: str) -> bool:
     ("monitor", {"EGRESS_ALLOW_CIDRS": "10.0.0.0/33"}, ["EGRESS_ALLOW_CIDRS"]),
     ("monitor", {"CANARIES": "http://169.254.169.254/latest, 1.1.1.1", "EGRESS_ALLOW_CIDRS": ""}, ["CANARIES"]),
     ("worker", {"BATCH_SIZE": "0", "QUORUM_MIN": "zero"}, ["BATCH_SIZE", "QUORUM_MIN"]),
+    ("monitor", {"QUEUE_CHECKS": "20000", "QUEUE_CHECKS_MAX": "10000"}, ["QUEUE_CHECKS_MAX", "raise QUEUE_CHECKS_MAX"]),
 ])
 def test_bad_configuration_is_refused_with_the_variable_named(command: str, env: dict, names: list[str], redis_url):
     full_env = iot_env(REDIS_URL=redis_url, APP_PORT=free_port(), **env)

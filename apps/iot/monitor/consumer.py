@@ -4,6 +4,8 @@ complete, acknowledge a batch once all its checks are stored.
 - Batches are read through the region's consumer group, so each is pending on exactly one monitor. The
   monitor takes more while few of its waiting checks could start (`queue_checks`), so the peers of a
   region share the work and memory stays bounded.
+  A tenant at its share does not count (its backlog must not stop the monitor from taking everyone
+  else's checks); `queue_checks_max` bounds the checks waiting in all.
 - Checks of all held batches go to the `FairScheduler` (concurrency per check, fair between tenants);
   results go to the `ResultWriter` (small groups, exactly once, acknowledgement when a batch is complete).
 - Held batches are touched every `reclaim_idle_seconds / 3`, so a batch with a 60 s check is not taken for
@@ -56,6 +58,7 @@ class CheckConsumer:
         icmp_concurrency: int = 10_000,
         tenant_share: float = 0.25,
         queue_checks: int = 5000,
+        queue_checks_max: int = 100_000,
         reclaim_idle_seconds: float = 30.0,
         flush_seconds: float = 0.1,
         flush_max: int = 500,
@@ -73,7 +76,7 @@ class CheckConsumer:
                                    flush_max=flush_max, buffer_max=result_buffer_max)
         self.scheduler = FairScheduler(prober, self.writer, metrics, concurrency=concurrency,
                                        icmp_concurrency=icmp_concurrency, tenant_share=tenant_share,
-                                       tenant_queue_max=max(queue_checks, 1))
+                                       queue_max=queue_checks_max)
         self.writer.on_settled = self._settled
         self.held: dict[str, Batch] = {}
         self._accepting = True

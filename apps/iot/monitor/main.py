@@ -46,7 +46,8 @@ async def run(settings: MonitorSettings, canaries: list[Canary]) -> None:
         client, prober, metrics, region=settings.region, instance=instance,
         read_count=settings.batch_read_count, concurrency=settings.concurrency,
         icmp_concurrency=settings.icmp_concurrency, tenant_share=settings.tenant_share,
-        queue_checks=settings.queue_checks, reclaim_idle_seconds=settings.reclaim_idle_seconds,
+        queue_checks=settings.queue_checks,
+        queue_checks_max=settings.queue_checks_max, reclaim_idle_seconds=settings.reclaim_idle_seconds,
         flush_seconds=settings.result_flush_seconds, flush_max=settings.result_flush_max,
         result_buffer_max=settings.result_buffer_max,
     )

@@ -5,7 +5,9 @@ HTTP/TCP, echoes for ICMP) has a cap on checks in flight, and one tenant may hol
 of it, so a tenant whose devices hang (accept, never answer, 60 s timeouts) fills its own share and never
 the monitor. Tenants with work take turns (round robin), one check each. A check that has not started
 by its deadline (the moment its device's next check is due) is dropped and counted: a slow tenant's
-backlog delays only that tenant and never grows without bound. Results go to the `ResultWriter` the
+backlog delays only that tenant. Memory is bounded by `queue_max` checks waiting in all: beyond it the
+oldest checks of the tenant at its share with the longest queue go (only such a tenant's backlog can
+grow; the consumer stops reading while the others' is long). Results go to the `ResultWriter` the
 moment each check finishes; while its buffer is full no new check starts.
 """
 
@@ -47,13 +49,13 @@ class _Lane:
 
 class FairScheduler:
     def __init__(self, prober: Prober, writer: ResultWriter, metrics: MonitorMetrics, *, concurrency: int,
-                 icmp_concurrency: int, tenant_share: float, tenant_queue_max: int) -> None:
+                 icmp_concurrency: int, tenant_share: float, queue_max: int) -> None:
         self._prober = prober
         self._writer = writer
         self._metrics = metrics
         self._lanes = {SOCKET_LANE: _Lane(SOCKET_LANE, concurrency, tenant_share),
                        ICMP_LANE: _Lane(ICMP_LANE, icmp_concurrency, tenant_share)}
-        self._tenant_queue_max = tenant_queue_max
+        self._queue_max = queue_max
         self._queued = 0
         self._pump_scheduled = False
         self._idle = asyncio.Event()
@@ -89,15 +91,28 @@ class FairScheduler:
             queue = lane.queues.get(check.tenant)
             if queue is None:
                 queue = lane.queues[check.tenant] = deque()
-            if len(queue) >= self._tenant_queue_max and lane.running.get(check.tenant, 0) >= lane.tenant_cap:
-                # This tenant holds its whole share and has more waiting than it can start: its oldest
-                # check goes. (A tenant below its share is bounded by the reader's watermark instead.)
-                self._drop(queue.popleft(), "overflow")
             queue.append(check)
             self._queued += 1
             lane.mark_ready(check.tenant)
+        if self._queued > self._queue_max:
+            self._shed()
         self._update_gauges()
         self.pump()
+
+    def _shed(self) -> None:
+        """Memory bound: drop the oldest waiting checks of the tenant at its share with the longest queue
+        until at most `queue_max` wait. A tenant holding its share is the only one whose backlog the
+        consumer's watermark does not bound; dropping the oldest keeps the checks with the most time left."""
+        while self._queued > self._queue_max:
+            full = sorted(((len(q), lane.name, t) for lane in self._lanes.values() for t, q in lane.queues.items()
+                           if q and lane.running.get(t, 0) >= lane.tenant_cap), reverse=True)
+            if not full:
+                return  # only checks that can start soon wait: the consumer has stopped reading
+            longest, lane_name, tenant = full[0]
+            runner_up = full[1][0] if len(full) > 1 else 0
+            queue = self._lanes[lane_name].queues[tenant]
+            for _ in range(min(self._queued - self._queue_max, max(1, longest - runner_up))):
+                self._drop(queue.popleft(), "overflow")
 
     def forget_lost(self) -> None:
         """Remove waiting checks of batches another monitor took over (they are its checks now)."""
