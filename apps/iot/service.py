@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -48,6 +49,17 @@ def tune_gc_for_many_live_objects() -> None:
     collection is still found within a bounded number of allocations (raising them too measured no faster)."""
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
+
+
+def lift_open_files_limit(needed: int) -> tuple[int, int]:
+    """Raise the soft limit on open files to `needed` when it is lower, as far as the hard limit allows, and
+    return (soft, hard) after. Many hosts and container runtimes start processes at a soft 1,024 under a
+    far higher hard limit, which a process may lift itself."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft, hard
 
 
 class ListenError(StartupError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import resource
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -151,6 +153,52 @@ def test_batch_of_a_monitor_killed_mid_batch_is_reclaimed_by_its_peer(redis_url:
     assert sorted(r[0] for r in results) == list(range(30))  # every check of the batch has a result
     assert {f[b"instance"] for _id, f in client.xrange(protocol.RESULTS_STREAM)} == {b"peer"}
     client.close()
+
+
+def test_the_monitor_lifts_its_open_files_limit_so_no_check_fails_for_want_of_a_socket(redis_url: str, tmp_path: Path):
+    """Each HTTP/TCP check in flight holds a socket. Many hosts and container runtimes start a process with a
+    soft limit of 1,024 open files (and a higher hard one): with CONCURRENCY=1500 the checks beyond it failed
+    at once with "Too many open files", a false failure of a device that was never probed. The monitor now
+    lifts its soft limit to what CONCURRENCY needs: every hanging check ends at its timeout."""
+    client = redis.Redis.from_url(redis_url)
+    hanging = socket.socket()  # accepts (kernel backlog; beyond it SYNs wait), never answers
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(4096)
+    target = f"http://127.0.0.1:{hanging.getsockname()[1]}/"
+    env = iot_env(REDIS_URL=redis_url, REGION=REGION, APP_PORT=free_port(), APP_HOST="127.0.0.1", INSTANCE_ID="fds",
+                  CONCURRENCY=1500, TENANT_SHARE=1)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert hard >= 1600, f"this test needs a hard open files limit of 1,600 or more, not {hard}"
+    proc = Proc("fds", ["monitor"], env, tmp_path / "fds.log", ["prlimit", f"--nofile=1024:{hard}", "--"]).start()
+    try:
+        _wait(lambda: client.zscore(protocol.MONITOR_HEARTBEATS_KEY, f"{REGION}/fds") is not None, 20, "heartbeat", proc)
+        limits = Path(f"/proc/{proc.proc.pid}/limits").read_text()
+        soft = int(next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[3])
+        assert soft >= 1500, limits
+        for b in range(3):
+            batch = [[b * 500 + i, "http", target, 4000, 1, 300] for i in range(500)]
+            client.xadd(protocol.checks_stream(REGION),
+                        {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
+        _wait(lambda: client.xlen(protocol.RESULTS_STREAM) > 0 and len(_rows(client)) == 1500, 30, "1500 results", proc)
+    finally:
+        proc.stop(20)
+        hanging.close()
+    errors = {row[3] for row in _rows(client)}
+    assert errors == {"timeout after 4s"}, sorted(errors)[:5]
+    client.close()
+
+
+def test_a_monitor_whose_hard_open_files_limit_is_below_concurrency_refuses_to_start(redis_url: str):
+    env = iot_env(REDIS_URL=redis_url, APP_PORT=free_port(), CONCURRENCY=1500)
+    done = subprocess.run(["prlimit", "--nofile=1024:1024", "--", IOT, "monitor"], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode != 0
+    assert "CONCURRENCY" in done.stderr and "1024" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _rows(client: redis.Redis) -> list[list]:
+    return [row for _id, fields in client.xrange(protocol.RESULTS_STREAM) for row in json.loads(fields[b"results"])]
 
 
 def test_the_monitor_runs_on_uvloop() -> None:

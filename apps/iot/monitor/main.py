@@ -19,7 +19,13 @@ from iot.monitor.consumer import CheckConsumer
 from iot.monitor.heartbeat import Canary, Heartbeat, parse_canaries
 from iot.monitor.metrics import MonitorMetrics
 from iot.monitor.probes import Prober, ProbeSetupError, split_host_port
-from iot.service import event_loop_factory, load_settings, redis_client, tune_gc_for_many_live_objects
+from iot.service import (
+    event_loop_factory,
+    lift_open_files_limit,
+    load_settings,
+    redis_client,
+    tune_gc_for_many_live_objects,
+)
 from iot.settings import MonitorSettings
 from iot.waiting import StartupError, wait_for_redis
 
@@ -95,6 +101,23 @@ def canary_problems(canaries: list[Canary], egress: EgressPolicy) -> list[str]:
     return problems
 
 
+# Open files besides the checks' sockets: Redis connections, /health and /metrics clients, the ICMP socket,
+# canaries, DNS, logs.
+OPEN_FILES_HEADROOM = 256
+
+
+def open_files_problem(concurrency: int) -> str | None:
+    """Lift the open files limit to what CONCURRENCY needs (a socket per check in flight); a problem when
+    the hard limit is too low: checks beyond it would fail at once ("Too many open files"), false failures."""
+    needed = concurrency + OPEN_FILES_HEADROOM
+    soft, hard = lift_open_files_limit(needed)
+    if soft >= needed:
+        return None
+    return (f"CONCURRENCY={concurrency} needs {needed} open files (a socket per check in flight plus "
+            f"{OPEN_FILES_HEADROOM}) but the hard limit is {hard}: raise it (LimitNOFILE= in a systemd unit, "
+            "--ulimit nofile= for docker, ulimit -Hn as root) or lower CONCURRENCY")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="iot monitor", description="Regional monitor; configured by environment variables (see `iot env`)."
@@ -106,6 +129,9 @@ def main(argv: list[str]) -> int:
         problems = canary_problems(canaries, settings.egress_policy())
     except ValueError as exc:
         sys.exit(f"invalid configuration: {exc}")
+    problem = open_files_problem(settings.concurrency)
+    if problem:
+        problems.append(problem)
     if problems:
         sys.exit("invalid configuration:\n  " + "\n  ".join(problems))
     setup_logging(settings.log_level)

@@ -6,13 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import resource
 import signal
 
 from aiohttp import web
 
 from iot.log import log_fields, setup_logging
-from iot.service import event_loop_factory
+from iot.service import event_loop_factory, lift_open_files_limit
 from iot.settings import SimulatorSettings
 from iot.simulator.control import Fleet, create_control_app
 from iot.simulator.fleet import SimDevice
@@ -39,13 +38,6 @@ def parse_args(argv: list[str], settings: SimulatorSettings) -> argparse.Namespa
     if args.base_port <= args.control_port < args.base_port + total:
         parser.error(f"--control-port {args.control_port} collides with the device ports")
     return args
-
-
-def raise_fd_limit(needed: int) -> None:
-    """One socket per device plus connections: lift the soft limit to the hard one when short."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed and (hard == resource.RLIM_INFINITY or soft < hard):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else needed, hard))
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -76,7 +68,7 @@ def main(argv: list[str]) -> int:
     settings = SimulatorSettings()
     args = parse_args(argv, settings)
     setup_logging("info")
-    raise_fd_limit(2 * (args.devices + args.tcp_devices) + 1024)
+    lift_open_files_limit(2 * (args.devices + args.tcp_devices) + 1024)  # a socket per device, plus connections
     # uvloop roughly doubles the requests a device port can answer.
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(serve(args))
