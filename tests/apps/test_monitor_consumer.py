@@ -13,9 +13,11 @@ from egress_targets import TEST_EGRESS_ALLOW_CIDRS
 
 from iot import protocol
 from iot.egress import EgressPolicy
+from iot.monitor.batches import Batch, decode, make_checks
 from iot.monitor.consumer import CheckConsumer, ensure_group
 from iot.monitor.metrics import MonitorMetrics
-from iot.monitor.probes import Prober
+from iot.monitor.probes import Prober, ProbeResult
+from iot.monitor.writer import ResultWriter
 
 REGION = "frankfurt"
 STREAM = protocol.checks_stream(REGION)
@@ -283,3 +285,31 @@ async def _acknowledged(client: aioredis.Redis, batches: int) -> bool:
     """The group has read `batches` batches and has none pending: every one of them is handled."""
     group = (await client.xinfo_groups(STREAM))[0]
     return group["entries-read"] == batches and group["pending"] == 0
+
+
+async def test_a_backlog_of_results_goes_out_in_one_round_trip_not_in_slices_of_the_group_size(redis_url: str):
+    """When results complete faster than round trips to Redis return (a busy machine: 100-500 ms each in
+    bench/side_by_side.py's sustained condition), groups of RESULT_FLUSH_MAX (500) made one round trip per 500
+    results the limit: results waited in the buffer for seconds, and no check started while it was full. A
+    backlog now goes out in one group of up to 8 x RESULT_FLUSH_MAX."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+        for b in range(4):
+            batch = [[b * 1000 + i, "tcp", "127.0.0.1:9", 1000, 1, 300] for i in range(500)]
+            await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
+        reply = await client.xreadgroup(protocol.CHECKS_GROUP, "m1", {STREAM: ">"}, count=4)
+        writer = ResultWriter(client, MonitorMetrics(REGION), region=REGION, instance="m1", flush_max=500)
+        started = time.time()
+        for message_id, fields in reply[0][1]:
+            decoded = decode(fields)
+            for check in make_checks(Batch(message_id.decode(), 500, 500), decoded):
+                writer.add(check, ProbeResult(True, 1.5), started)  # 2,000 results ready at once
+        stop = asyncio.Event()
+        stop.set()  # write what is buffered, then return
+        await asyncio.wait_for(writer.run(stop), 10)
+        assert await client.xlen(protocol.RESULTS_STREAM) == 1
+        assert len(await _results(client)) == 2000
+        assert await _pending(client, 0)
+    finally:
+        await client.aclose()

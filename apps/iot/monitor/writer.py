@@ -1,6 +1,7 @@
 """Results leave the monitor as they complete: buffered, then written in small groups, exactly once.
 
-A group (every `flush_seconds` or `flush_max` results, whichever first) is ONE Redis round trip: a Lua
+A group (every `flush_seconds` or `flush_max` results, whichever first; a backlog that piled up while the
+previous group was written goes out whole, up to `BACKLOG_GROUPS` x `flush_max`) is ONE Redis round trip: a Lua
 script that, atomically and per check batch,
 - writes nothing for a batch this monitor no longer holds (another monitor reclaimed it: its results are
   that monitor's to write), so a paused monitor that wakes up cannot double a result;
@@ -88,6 +89,12 @@ for i = 3, #ARGV do
 end
 return lost
 """
+
+# On a busy machine a round trip to Redis takes 100-500 ms (bench/side_by_side.py, sustained condition):
+# one group of `flush_max` per round trip would then cap the writer below the probes' pace, and results
+# would wait in the buffer for seconds. Up to this many groups' worth go in one round trip instead; the
+# Lua script stays a few milliseconds of Redis time.
+BACKLOG_GROUPS = 8
 
 BITMAP_TTL_S = 86_400  # a bitmap outlives any pending batch (streams are trimmed by age long before)
 
@@ -198,7 +205,8 @@ class ResultWriter:
         await self._drained.wait()
 
     async def _flush_group(self) -> None:
-        group, self._buffer = self._buffer[: self._flush_max], self._buffer[self._flush_max :]
+        size = self._flush_max * BACKLOG_GROUPS
+        group, self._buffer = self._buffer[:size], self._buffer[size:]
         # Results left over arrived while the last group was written: they have waited long enough.
         self._first_at = time.monotonic() - self._flush_seconds
         finalize, self._finalize = self._finalize, []
