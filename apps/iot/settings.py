@@ -300,7 +300,6 @@ class MonitorSettings(CommonSettings):
         "of the tenant at its share with the longest queue are dropped, counted. A waiting check is dropped "
         "anyway once its device's next check is due.",
     )
-
     result_flush_seconds: float = Field(
         0.1, gt=0, le=5, description="Results are written in groups: at most this long after the first one ..."
     )

@@ -37,6 +37,17 @@ async def setup(redis_url: str):
     await client.aclose()
 
 
+@pytest.fixture
+def hanging():
+    """A listener that accepts (kernel backlog) and never reads or answers: checks against it hang until
+    their timeout, or fail fast once the test closes it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield listener
+    listener.close()
+
+
 def _consumer(client, prober, name: str, reclaim_idle: float = 30.0) -> tuple[CheckConsumer, MonitorMetrics]:
     metrics = MonitorMetrics(REGION)
     return CheckConsumer(client, prober, metrics, region=REGION, instance=name, read_count=4,
@@ -122,66 +133,54 @@ async def test_idle_consumers_of_restarted_monitors_are_forgotten(setup):
     assert names == {b"current"}
 
 
-async def test_a_hanging_check_does_not_hold_back_the_other_results_of_its_batch(setup):
+async def test_a_hanging_check_does_not_hold_back_the_other_results_of_its_batch(setup, hanging):
     """Issue 13: results of a batch were written when its slowest check finished. Now each result is stored
     as it completes: the healthy checks' results are in the stream while the hanging one still runs, and
     the batch is acknowledged only once the hanging check has its result too."""
     client, prober, port = setup
-    hanging = socket.socket()  # accepts (kernel backlog), never reads or answers
-    hanging.bind(("127.0.0.1", 0))
-    hanging.listen(16)
     hang_port = hanging.getsockname()[1]
-    try:
-        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
-        batch = [[1, "http", f"http://127.0.0.1:{hang_port}/", 8000, 1, 30]]
-        batch += [[100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 30] for i in range(20)]
-        await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
-        consumer, _ = _consumer(client, prober, "m1")
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
-        await _until(lambda: _count(client, 20), timeout=30)
-        rows = await _results(client)
-        assert sorted(r[0] for r in rows) == [100 + i for i in range(20)], "the hanging check held its batch back"
-        assert await _pending(client, 1), "acknowledged before the hanging check had a result"
-        await _until(lambda: _count(client, 21), timeout=30)
-        hang_row = next(r for r in await _results(client) if r[0] == 1)
-        assert hang_row[1] == 0 and "timeout" in hang_row[3]
-        await _until(lambda: _pending(client, 0))
-        stop.set()
-        await task
-    finally:
-        hanging.close()
+    await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+    batch = [[1, "http", f"http://127.0.0.1:{hang_port}/", 8000, 1, 30]]
+    batch += [[100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 30] for i in range(20)]
+    await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
+    consumer, _ = _consumer(client, prober, "m1")
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await _until(lambda: _count(client, 20), timeout=30)
+    rows = await _results(client)
+    assert sorted(r[0] for r in rows) == [100 + i for i in range(20)], "the hanging check held its batch back"
+    assert await _pending(client, 1), "acknowledged before the hanging check had a result"
+    await _until(lambda: _count(client, 21), timeout=30)
+    hang_row = next(r for r in await _results(client) if r[0] == 1)
+    assert hang_row[1] == 0 and "timeout" in hang_row[3]
+    await _until(lambda: _pending(client, 0))
+    stop.set()
+    await task
 
 
-async def test_a_tenant_whose_checks_hang_holds_only_its_share_and_the_others_go_through(setup):
+async def test_a_tenant_whose_checks_hang_holds_only_its_share_and_the_others_go_through(setup, hanging):
     """Issue 12 "fair monitors": tenant 1's 40 checks hang (accept, never answer). With 8 slots and a
     tenant share of 1/2 it holds 4 of them; tenant 2's 30 checks, queued behind in the same batch, all
     get their results while tenant 1's are still hanging."""
     client, prober, port = setup
-    hanging = socket.socket()
-    hanging.bind(("127.0.0.1", 0))
-    hanging.listen(64)
     hang_port = hanging.getsockname()[1]
-    try:
-        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
-        batch = [[i, "http", f"http://127.0.0.1:{hang_port}/{i}", 20_000, 1, 60] for i in range(40)]
-        batch += [[100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 60] for i in range(30)]
-        await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
-        metrics = MonitorMetrics(REGION)
-        consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
-                                 tenant_share=0.5)
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
-        await _until(lambda: _count(client, 30), timeout=15)
-        assert sorted(r[0] for r in await _results(client)) == [100 + i for i in range(30)]
-        assert metrics.inflight.labels("socket")._value.get() == 4  # tenant 1 at its share, nothing more
-        assert consumer.scheduler.queued == 36
-        hanging.close()  # the hanging connections are reset: tenant 1's checks now fail fast
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        assert await _pending(client, 0) and len(await _results(client)) == 70
-    finally:
-        hanging.close()
+    await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+    batch = [[i, "http", f"http://127.0.0.1:{hang_port}/{i}", 20_000, 1, 60] for i in range(40)]
+    batch += [[100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 60] for i in range(30)]
+    await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: str(time.time())})
+    metrics = MonitorMetrics(REGION)
+    consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
+                             tenant_share=0.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await _until(lambda: _count(client, 30), timeout=15)
+    assert sorted(r[0] for r in await _results(client)) == [100 + i for i in range(30)]
+    assert metrics.inflight.labels("socket")._value.get() == 4  # tenant 1 at its share, nothing more
+    assert consumer.scheduler.queued == 36
+    hanging.close()  # the hanging connections are reset: tenant 1's checks now fail fast
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert await _pending(client, 0) and len(await _results(client)) == 70
 
 
 async def test_checks_that_could_not_start_before_their_next_interval_are_dropped_and_counted(setup):
@@ -202,77 +201,65 @@ async def test_checks_that_could_not_start_before_their_next_interval_are_droppe
     assert metrics.dropped.labels("late")._value.get() == 10
 
 
-async def test_a_burst_of_a_tenant_at_its_share_is_probed_in_full_when_there_is_time(setup):
+async def test_a_burst_of_a_tenant_at_its_share_is_probed_in_full_when_there_is_time(setup, hanging):
     """Issue 13, a fleet with dead devices: 10% of a lone tenant's checks hang, so it is at its share of the
     monitor most of the time. Its checks used to be dropped ("overflow") as soon as more than QUEUE_CHECKS
     of them waited, although every one could start long before its device's next check was due: a burst
     of 60,000 such checks lost 72% of them. They are probed now; only a check that can no longer start in
     time is dropped (late)."""
     client, prober, port = setup
-    hanging = socket.socket()  # accepts (kernel backlog), never answers
-    hanging.bind(("127.0.0.1", 0))
-    hanging.listen(64)
     hang_port = hanging.getsockname()[1]
-    try:
-        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
-        sent = str(time.time())
-        devices = []
-        for b in range(10):
-            batch = [[b * 100 + i, "http", f"http://127.0.0.1:{hang_port}/{i}", 400, 1, 300] for i in range(5)]
-            batch += [[b * 100 + i, "tcp", f"127.0.0.1:{port}", 1000, 1, 300] for i in range(5, 50)]
-            devices += [entry[0] for entry in batch]
-            await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: sent})
-        metrics = MonitorMetrics(REGION)
-        consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
-                                 tenant_share=1, queue_checks=20)
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
-        await _until(lambda: _acknowledged(client, 10), timeout=30)
-        stop.set()
-        await task
-        rows = await _results(client)
-        assert metrics.dropped.labels("overflow")._value.get() == 0
-        assert sorted(r[0] for r in rows) == sorted(devices), f"{500 - len(rows)} of 500 checks got no result"
-        assert sum(1 for r in rows if not r[1]) == 50  # the hanging ones: failed at their timeout
-    finally:
-        hanging.close()
+    await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+    sent = str(time.time())
+    devices = []
+    for b in range(10):
+        batch = [[b * 100 + i, "http", f"http://127.0.0.1:{hang_port}/{i}", 400, 1, 300] for i in range(5)]
+        batch += [[b * 100 + i, "tcp", f"127.0.0.1:{port}", 1000, 1, 300] for i in range(5, 50)]
+        devices += [entry[0] for entry in batch]
+        await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: sent})
+    metrics = MonitorMetrics(REGION)
+    consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
+                             tenant_share=1, queue_checks=20)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await _until(lambda: _acknowledged(client, 10), timeout=30)
+    stop.set()
+    await task
+    rows = await _results(client)
+    assert metrics.dropped.labels("overflow")._value.get() == 0
+    assert sorted(r[0] for r in rows) == sorted(devices), f"{500 - len(rows)} of 500 checks got no result"
+    assert sum(1 for r in rows if not r[1]) == 50  # the hanging ones: failed at their timeout
 
 
-async def test_waiting_checks_stay_bounded_and_only_the_tenant_at_its_share_loses_checks(setup):
+async def test_waiting_checks_stay_bounded_and_only_the_tenant_at_its_share_loses_checks(setup, hanging):
     """The memory bound that replaces it: at most QUEUE_CHECKS_MAX checks wait in a monitor. Beyond it the
     oldest waiting checks of the tenant at its share with the longest queue are dropped and counted, so
     a tenant whose devices all hang cannot fill the monitor's memory nor cost anyone else a check."""
     client, prober, port = setup
-    hanging = socket.socket()
-    hanging.bind(("127.0.0.1", 0))
-    hanging.listen(64)
     hang_port = hanging.getsockname()[1]
-    try:
-        await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
-        sent = str(time.time())
-        for b in range(8):
-            batch = [[b * 100 + i, "http", f"http://127.0.0.1:{hang_port}/{i}", 20_000, 1, 300] for i in range(25)]
-            batch += [[5000 + b * 100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 300] for i in range(5)]
-            await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: sent})
-        metrics = MonitorMetrics(REGION)
-        consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
-                                 tenant_share=0.5, queue_checks=20, queue_checks_max=60)
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
-        await _until(lambda: _count(client, 40), timeout=15)  # tenant 2's 40 checks, all of them
-        await _until(lambda: _quiet(client, consumer, 8))
-        assert sorted(r[0] for r in await _results(client)) == [5000 + b * 100 + i for b in range(8) for i in range(5)]
-        waiting = consumer.scheduler.queued  # tenant 1's only, now: how many depends on when batches were read
-        assert 20 <= waiting <= 60
-        assert metrics.inflight.labels("socket")._value.get() == 4  # tenant 1 at its share
-        assert metrics.dropped.labels("overflow")._value.get() == 200 - 4 - waiting
-        hanging.close()  # tenant 1's hanging checks now fail fast
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        assert await _pending(client, 0)
-        assert len(await _results(client)) == 40 + 4 + waiting  # a dropped check has no result row
-    finally:
-        hanging.close()
+    await ensure_group(client, STREAM, protocol.CHECKS_GROUP)
+    sent = str(time.time())
+    for b in range(8):
+        batch = [[b * 100 + i, "http", f"http://127.0.0.1:{hang_port}/{i}", 20_000, 1, 300] for i in range(25)]
+        batch += [[5000 + b * 100 + i, "tcp", f"127.0.0.1:{port}", 1000, 2, 300] for i in range(5)]
+        await client.xadd(STREAM, {protocol.CHECKS_FIELD: json.dumps(batch), protocol.SENT_FIELD: sent})
+    metrics = MonitorMetrics(REGION)
+    consumer = CheckConsumer(client, prober, metrics, region=REGION, instance="m1", concurrency=8,
+                             tenant_share=0.5, queue_checks=20, queue_checks_max=60)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await _until(lambda: _count(client, 40), timeout=15)  # tenant 2's 40 checks, all of them
+    await _until(lambda: _quiet(client, consumer, 8))
+    assert sorted(r[0] for r in await _results(client)) == [5000 + b * 100 + i for b in range(8) for i in range(5)]
+    waiting = consumer.scheduler.queued  # tenant 1's only, now: how many depends on when batches were read
+    assert 20 <= waiting <= 60
+    assert metrics.inflight.labels("socket")._value.get() == 4  # tenant 1 at its share
+    assert metrics.dropped.labels("overflow")._value.get() == 200 - 4 - waiting
+    hanging.close()  # tenant 1's hanging checks now fail fast
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert await _pending(client, 0)
+    assert len(await _results(client)) == 40 + 4 + waiting  # a dropped check has no result row
 
 
 async def _quiet(client: aioredis.Redis, consumer: CheckConsumer, batches: int) -> bool:

@@ -90,7 +90,7 @@ end
 return lost
 """
 
-# On a busy machine a round trip to Redis takes 100-500 ms (bench/side_by_side.py, sustained condition):
+# On a busy machine a round trip to Redis took 100-700 ms (bench/side_by_side.py, sustained condition):
 # one group of `flush_max` per round trip would then cap the writer below the probes' pace, and results
 # would wait in the buffer for seconds. Up to this many groups' worth go in one round trip instead; the
 # Lua script stays a few milliseconds of Redis time.
